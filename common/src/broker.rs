@@ -1,0 +1,221 @@
+//! A reconnecting AMQP handle: one connection, one publishing channel with publisher
+//! confirms, and fresh channels for consumers.
+//!
+//! `publish` returns only once the broker has confirmed the message (persisted on a quorum
+//! queue's majority); callers ack their own input after that, which is what makes delivery
+//! at-least-once end to end.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("AMQP: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker refused (nacked) a message to {0}")]
+    Nacked(String),
+    #[error("no queue is bound for routing key {0:?} (the topology was not declared?)")]
+    Unroutable(String),
+    #[error("connection closed: {0}")]
+    Closed(String),
+    #[error("shutting down")]
+    Cancelled,
+}
+
+struct Live {
+    conn: Connection,
+    publish: Channel,
+}
+
+pub struct Broker {
+    url: String,
+    name: String,
+    topology: Topology,
+    delivery_limit: u32,
+    live: Mutex<Option<Live>>,
+}
+
+/// Persistent message properties with a content type and optional headers.
+pub fn persistent(content_type: &str, headers: FieldTable) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(ShortString::from(content_type))
+        .with_headers(headers)
+        .with_timestamp(crate::now_ms() / 1000)
+}
+
+/// Reads a header as a string whether the sender put it as a string or as bytes (Python
+/// clients do both).
+pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
+        AMQPValue::ByteArray(b) => Some(String::from_utf8_lossy(b.as_slice()).into_owned()),
+        _ => None,
+    }
+}
+
+pub fn set_header(headers: &mut FieldTable, name: &str, value: &str) {
+    headers.insert(ShortString::from(name), AMQPValue::LongString(LongString::from(value)));
+}
+
+/// How often RabbitMQ delivered this message before (quorum queues set `x-delivery-count`).
+pub fn delivery_count(props: &BasicProperties) -> u32 {
+    let Some(h) = props.headers().as_ref() else { return 0 };
+    match h.inner().get("x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => *n as u32,
+        Some(AMQPValue::LongInt(n)) => *n as u32,
+        Some(AMQPValue::ShortInt(n)) => *n as u32,
+        Some(AMQPValue::LongUInt(n)) => *n,
+        Some(AMQPValue::ShortShortInt(n)) => *n as u32,
+        Some(AMQPValue::ShortShortUInt(n)) => *n as u32,
+        Some(AMQPValue::ShortUInt(n)) => *n as u32,
+        _ => 0,
+    }
+}
+
+impl Broker {
+    /// Connects (retrying with backoff until `cancel` fires) and declares the topology.
+    pub async fn connect(
+        url: &str,
+        name: &str,
+        topology: Topology,
+        delivery_limit: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Self>, BrokerError> {
+        let b = Arc::new(Self {
+            url: url.to_string(),
+            name: name.to_string(),
+            topology,
+            delivery_limit,
+            live: Mutex::new(None),
+        });
+        b.ensure(cancel).await?;
+        Ok(b)
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    pub async fn is_connected(&self) -> bool {
+        self.live.lock().await.as_ref().is_some_and(|l| l.conn.status().connected())
+    }
+
+    async fn open(&self) -> Result<Live, lapin::Error> {
+        let props = ConnectionProperties::default().with_connection_name(LongString::from(self.name.clone()));
+        let conn = Connection::connect(&self.url, props).await?;
+        let publish = conn.create_channel().await?;
+        publish.confirm_select(ConfirmSelectOptions::default()).await?;
+        self.topology.declare(&publish, self.delivery_limit).await?;
+        Ok(live_of(conn, publish))
+    }
+
+    /// Makes sure a live connection exists, reconnecting with backoff (until cancelled).
+    pub async fn ensure(&self, cancel: &CancellationToken) -> Result<(), BrokerError> {
+        let mut live = self.live.lock().await;
+        if live.as_ref().is_some_and(|l| l.conn.status().connected() && l.publish.status().connected()) {
+            return Ok(());
+        }
+        let attempt = || async { self.open().await };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times();
+        let open = attempt
+            .retry(backoff)
+            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "RabbitMQ unreachable; retrying"));
+        tokio::select! {
+            r = open => { *live = Some(r?); Ok(()) }
+            _ = cancel.cancelled() => Err(BrokerError::Cancelled),
+        }
+    }
+
+    /// A new channel on the live connection (for a consumer).
+    pub async fn channel(&self, cancel: &CancellationToken) -> Result<Channel, BrokerError> {
+        self.ensure(cancel).await?;
+        let live = self.live.lock().await;
+        match live.as_ref() {
+            Some(l) => Ok(l.conn.create_channel().await?),
+            None => Err(BrokerError::Cancelled),
+        }
+    }
+
+    /// Publishes and waits for the broker's confirm. One reconnect is tried on a dead channel.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+    ) -> Result<(), BrokerError> {
+        let never = CancellationToken::new();
+        let mut last = None;
+        for _ in 0..2 {
+            let channel = {
+                let live = self.live.lock().await;
+                live.as_ref().map(|l| l.publish.clone())
+            };
+            let channel = match channel {
+                Some(c) if c.status().connected() => c,
+                _ => {
+                    self.invalidate().await;
+                    tokio::time::timeout(Duration::from_secs(30), self.ensure(&never))
+                        .await
+                        .map_err(|_| BrokerError::Cancelled)??;
+                    continue;
+                }
+            };
+            // Mandatory: a message no queue takes comes back instead of vanishing.
+            let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+            let sent = channel
+                .basic_publish(exchange.into(), routing_key.into(), opts, body, props.clone())
+                .await;
+            let confirm = match sent {
+                Ok(c) => c.await,
+                Err(e) => Err(e),
+            };
+            match confirm {
+                Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => return Ok(()),
+                Ok(Confirmation::Ack(Some(_))) => return Err(BrokerError::Unroutable(routing_key.into())),
+                Ok(Confirmation::Nack(_)) => return Err(BrokerError::Nacked(routing_key.into())),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publish failed; reconnecting");
+                    self.invalidate().await;
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.map(BrokerError::from).unwrap_or(BrokerError::Cancelled))
+    }
+
+    /// Forgets a broken connection so the next call reconnects.
+    pub async fn invalidate(&self) {
+        let mut live = self.live.lock().await;
+        if live.as_ref().is_some_and(|l| !(l.conn.status().connected() && l.publish.status().connected())) {
+            *live = None;
+        }
+    }
+
+    pub async fn close(&self) {
+        if let Some(l) = self.live.lock().await.take() {
+            let _ = l.conn.close(200, "bye".into()).await;
+        }
+    }
+}
+
+fn live_of(conn: Connection, publish: Channel) -> Live {
+    Live { conn, publish }
+}

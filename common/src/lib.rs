@@ -1,0 +1,35 @@
+//! What every fleet process shares: config, wire messages, codec, topology, Redis layout, broker and telemetry plumbing.
+//!
+//! Layout:
+//! - `config`: `config/fleet.toml` + environment → a validated [`FleetConfig`]; every problem reported at once.
+//! - `message`: the versioned wire and storage types (the only place that derives them).
+//! - `codec`: the only place that calls rmp-serde; JSON/MessagePack by content type.
+//! - `topology`: the only place that names exchanges and queues, and declares them.
+//! - `store`: the Redis layout (`{prefix}:job:{id}` ...) and its operations.
+//! - `broker`: a reconnecting AMQP handle with publisher confirms.
+//! - `telemetry`: logging/tracing setup and W3C trace context in AMQP headers.
+//! - `metrics`: Prometheus registry shared by a process.
+#![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod consume;
+pub mod message;
+pub mod metrics;
+pub mod store;
+pub mod telemetry;
+pub mod topology;
+
+pub use config::{ConfigError, FleetConfig, StageClass};
+pub use message::{JobRequest, Outcome, OutcomeStatus, TaskMessage};
+pub use store::Store;
+pub use topology::Topology;
+
+/// Milliseconds since the Unix epoch: the one clock written into messages and Redis.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,121 @@
+//! The Prometheus registry of one process and the metric families the fleet exports.
+//!
+//! Every process serves it as text on `/metrics`. Labels are low-cardinality by design:
+//! analyzer and stage names come from the config, never job ids.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskLabels {
+    pub analyzer: String,
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub analyzer: String,
+    pub stage: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GpuLabels {
+    pub gpu: String,
+}
+
+fn duration_histogram() -> Histogram {
+    // 5 ms .. ~10 min
+    Histogram::new(exponential_buckets(0.005, 2.0, 18))
+}
+
+/// All metric families; a process registers all and uses the ones that apply to it.
+pub struct Metrics {
+    registry: Registry,
+    pub tasks_started: Family<TaskLabels, Counter>,
+    pub tasks_finished: Family<OutcomeLabels, Counter>,
+    pub task_retries: Family<TaskLabels, Counter>,
+    pub task_duration: Family<TaskLabels, Histogram, fn() -> Histogram>,
+    pub in_flight: Family<StageLabels, Gauge>,
+    pub stage_limit: Family<StageLabels, Gauge>,
+    pub dead_lettered: Family<ReasonLabels, Counter>,
+    pub jobs_submitted: Counter,
+    pub jobs_completed: Counter,
+    pub job_latency: Histogram,
+    pub gpu_memory_used_bytes: Family<GpuLabels, Gauge>,
+    pub gpu_memory_total_bytes: Family<GpuLabels, Gauge>,
+    pub gpu_utilization_percent: Family<GpuLabels, Gauge>,
+    pub gpu_temperature_celsius: Family<GpuLabels, Gauge>,
+    pub gpu_paused: Family<GpuLabels, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("fleet");
+        let m = Metrics {
+            tasks_started: Family::default(),
+            tasks_finished: Family::default(),
+            task_retries: Family::default(),
+            task_duration: Family::new_with_constructor(duration_histogram as fn() -> Histogram),
+            in_flight: Family::default(),
+            stage_limit: Family::default(),
+            dead_lettered: Family::default(),
+            jobs_submitted: Counter::default(),
+            jobs_completed: Counter::default(),
+            job_latency: duration_histogram(),
+            gpu_memory_used_bytes: Family::default(),
+            gpu_memory_total_bytes: Family::default(),
+            gpu_utilization_percent: Family::default(),
+            gpu_temperature_celsius: Family::default(),
+            gpu_paused: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("tasks_started", "Tasks a worker started", m.tasks_started.clone());
+        registry.register("tasks_finished", "Tasks with a recorded outcome", m.tasks_finished.clone());
+        registry.register("task_retries", "Analyzer runs retried after a transient error", m.task_retries.clone());
+        registry.register("task_duration_seconds", "Analyzer run time", m.task_duration.clone());
+        registry.register("in_flight", "Tasks running now per stage", m.in_flight.clone());
+        registry.register("stage_limit", "Concurrency limit (prefetch) per stage", m.stage_limit.clone());
+        registry.register("dead_lettered", "Messages sent to the dead-letter queue", m.dead_lettered.clone());
+        registry.register("jobs_submitted", "Jobs accepted at intake", m.jobs_submitted.clone());
+        registry.register("jobs_completed", "Jobs with every analyzer final", m.jobs_completed.clone());
+        registry.register("job_latency_seconds", "Submit to completion", m.job_latency.clone());
+        registry.register("gpu_memory_used_bytes", "NVML memory used", m.gpu_memory_used_bytes.clone());
+        registry.register("gpu_memory_total_bytes", "NVML memory total", m.gpu_memory_total_bytes.clone());
+        registry.register("gpu_utilization_percent", "NVML GPU utilization", m.gpu_utilization_percent.clone());
+        registry.register("gpu_temperature_celsius", "NVML temperature", m.gpu_temperature_celsius.clone());
+        registry.register("gpu_paused", "1 while the memory guard stops new work", m.gpu_paused.clone());
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub fn task_labels(analyzer: &str, stage: &str) -> TaskLabels {
+    TaskLabels { analyzer: analyzer.into(), stage: stage.into() }
+}
+
+pub fn stage_labels(stage: &str) -> StageLabels {
+    StageLabels { stage: stage.into() }
+}

@@ -1,0 +1,304 @@
+//! The Redis layout and its operations. Readable without our code (see README "Redis layout"):
+//!
+//! - `{p}:job:{id}`          hash: `status`, `video`, `total`, `created_at_ms`, `updated_at_ms`,
+//!                           `completed_at_ms`, `request` (JSON), `plan` (JSON), `metadata` (JSON)
+//! - `{p}:job:{id}:results`  hash: analyzer → JSON [`Outcome`]; the first final outcome wins (HSETNX)
+//! - `{p}:job:{id}:released` set: analyzers whose task was published to a stage queue
+//! - `{p}:idem:{key}`        string: job id of an idempotency key
+//! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs)
+//!
+//! Every key carries the result TTL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+
+use crate::message::{JobStatus, Outcome, PlannedTask};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl StoreError {
+    fn corrupt(key: &str, reason: impl ToString) -> Self {
+        StoreError::Corrupt { key: key.to_string(), reason: reason.to_string() }
+    }
+}
+
+/// A job's metadata hash, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobMeta {
+    pub id: String,
+    pub status: JobStatus,
+    pub video: String,
+    pub total: usize,
+    pub created_at_ms: u64,
+    pub updated_at_ms: u64,
+    pub completed_at_ms: Option<u64>,
+    pub request: serde_json::Value,
+    pub plan: Vec<PlannedTask>,
+    pub metadata: serde_json::Value,
+    /// W3C traceparent of the job's root span, so late steps join the job's trace.
+    pub traceparent: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    prefix: String,
+    ttl: Duration,
+}
+
+const CREATE_JOB: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], KEYS[3])
+return 1
+"#;
+
+impl Store {
+    pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)?;
+        let cfg = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(10)));
+        let conn = ConnectionManager::new_with_config(client, cfg).await?;
+        Ok(Self { conn, prefix: prefix.to_string(), ttl })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn job_key(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.prefix)
+    }
+
+    pub fn results_key(&self, id: &str) -> String {
+        format!("{}:job:{id}:results", self.prefix)
+    }
+
+    pub fn released_key(&self, id: &str) -> String {
+        format!("{}:job:{id}:released", self.prefix)
+    }
+
+    fn idem_key(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
+    fn recent_key(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+
+    fn ttl_secs(&self) -> i64 {
+        self.ttl.as_secs().max(1) as i64
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Binds an idempotency key to `job_id` unless it is bound already; returns the bound id.
+    pub async fn claim_idempotency_key(&self, key: &str, job_id: &str) -> Result<String, StoreError> {
+        let mut c = self.conn.clone();
+        let k = self.idem_key(key);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&k)
+            .arg(job_id)
+            .arg("NX")
+            .arg("EX")
+            .arg(self.ttl_secs())
+            .query_async(&mut c)
+            .await?;
+        if set.is_some() {
+            return Ok(job_id.to_string());
+        }
+        let existing: Option<String> = c.get(&k).await?;
+        Ok(existing.unwrap_or_else(|| job_id.to_string()))
+    }
+
+    /// Records a new job; returns false when a job with this id already exists.
+    pub async fn create_job(&self, meta: &JobMeta) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let fields: Vec<(&str, String)> = vec![
+            ("status", meta.status.as_str().into()),
+            ("video", meta.video.clone()),
+            ("total", meta.total.to_string()),
+            ("created_at_ms", meta.created_at_ms.to_string()),
+            ("updated_at_ms", meta.updated_at_ms.to_string()),
+            ("request", meta.request.to_string()),
+            ("plan", serde_json::to_string(&meta.plan).unwrap_or_default()),
+            ("metadata", meta.metadata.to_string()),
+            ("traceparent", meta.traceparent.clone().unwrap_or_default()),
+        ];
+        let script = redis::Script::new(CREATE_JOB);
+        let mut inv = script.prepare_invoke();
+        inv.key(self.job_key(&meta.id)).key(self.recent_key()).key(&meta.id);
+        inv.arg(self.ttl_secs()).arg(meta.created_at_ms);
+        for (k, v) in &fields {
+            inv.arg(*k).arg(v);
+        }
+        let created: i64 = inv.invoke_async(&mut c).await?;
+        Ok(created == 1)
+    }
+
+    pub async fn job(&self, id: &str) -> Result<Option<JobMeta>, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.job_key(id);
+        let h: BTreeMap<String, String> = c.hgetall(&key).await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let get = |f: &str| h.get(f).map(String::as_str).unwrap_or("");
+        let num = |f: &str| get(f).parse::<u64>().ok();
+        let json = |f: &str| serde_json::from_str(get(f)).unwrap_or(serde_json::Value::Null);
+        let status = JobStatus::parse(get("status")).ok_or_else(|| StoreError::corrupt(&key, "bad status"))?;
+        let plan: Vec<PlannedTask> =
+            serde_json::from_str(get("plan")).map_err(|e| StoreError::corrupt(&key, format!("plan: {e}")))?;
+        Ok(Some(JobMeta {
+            id: id.to_string(),
+            status,
+            video: get("video").to_string(),
+            total: num("total").unwrap_or(plan.len() as u64) as usize,
+            created_at_ms: num("created_at_ms").unwrap_or(0),
+            updated_at_ms: num("updated_at_ms").unwrap_or(0),
+            completed_at_ms: num("completed_at_ms"),
+            request: json("request"),
+            plan,
+            metadata: json("metadata"),
+            traceparent: Some(get("traceparent").to_string()).filter(|s| !s.is_empty()),
+        }))
+    }
+
+    /// Sets the job's status; `completed`/`cancelled` also stamp `completed_at_ms`.
+    pub async fn set_status(&self, id: &str, status: JobStatus, now_ms: u64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.job_key(id);
+        let mut p = redis::pipe();
+        p.hset(&key, "status", status.as_str()).ignore();
+        p.hset(&key, "updated_at_ms", now_ms).ignore();
+        if status.is_final() {
+            p.hset(&key, "completed_at_ms", now_ms).ignore();
+        }
+        p.expire(&key, self.ttl_secs()).ignore();
+        let () = p.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// Stores an outcome unless one is already final; true when this call stored it.
+    pub async fn put_outcome(&self, id: &str, analyzer: &str, outcome: &Outcome) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.results_key(id);
+        let json = serde_json::to_string(outcome).map_err(|e| StoreError::corrupt(&key, e))?;
+        let (stored,): (bool,) = redis::pipe()
+            .hset_nx(&key, analyzer, json)
+            .expire(&key, self.ttl_secs())
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(stored)
+    }
+
+    pub async fn outcome(&self, id: &str, analyzer: &str) -> Result<Option<Outcome>, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.results_key(id);
+        let raw: Option<String> = c.hget(&key, analyzer).await?;
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, e))).transpose()
+    }
+
+    pub async fn outcomes(&self, id: &str) -> Result<BTreeMap<String, Outcome>, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.results_key(id);
+        let raw: BTreeMap<String, String> = c.hgetall(&key).await?;
+        raw.into_iter()
+            .map(|(k, v)| {
+                let o = serde_json::from_str(&v).map_err(|e| StoreError::corrupt(&key, format!("{k}: {e}")))?;
+                Ok((k, o))
+            })
+            .collect()
+    }
+
+    /// Outcomes of some analyzers of a job (missing ones are absent from the map).
+    pub async fn outcomes_of(&self, id: &str, analyzers: &[String]) -> Result<BTreeMap<String, Outcome>, StoreError> {
+        if analyzers.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut c = self.conn.clone();
+        let key = self.results_key(id);
+        let raw: Vec<Option<String>> = redis::cmd("HMGET").arg(&key).arg(analyzers).query_async(&mut c).await?;
+        let mut out = BTreeMap::new();
+        for (name, v) in analyzers.iter().zip(raw) {
+            if let Some(v) = v {
+                out.insert(name.clone(), serde_json::from_str(&v).map_err(|e| StoreError::corrupt(&key, e))?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn count_outcomes(&self, id: &str) -> Result<usize, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(c.hlen(self.results_key(id)).await?)
+    }
+
+    pub async fn released(&self, id: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(c.smembers(self.released_key(id)).await?)
+    }
+
+    pub async fn mark_released(&self, id: &str, analyzers: &[String]) -> Result<(), StoreError> {
+        if analyzers.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let key = self.released_key(id);
+        let () = redis::pipe()
+            .sadd(&key, analyzers)
+            .ignore()
+            .expire(&key, self.ttl_secs())
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The most recent job ids, newest first.
+    pub async fn recent_jobs(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c.zrevrange(self.recent_key(), 0, limit.max(1) as isize - 1).await?;
+        Ok(ids)
+    }
+
+    /// Drops old entries from the recent-jobs index (their hashes expire on their own).
+    pub async fn trim_recent(&self, older_than_ms: u64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.zrembyscore(self.recent_key(), 0, older_than_ms).await?;
+        Ok(())
+    }
+
+    /// Deletes every key under this prefix (tests only; uses SCAN).
+    pub async fn delete_prefix(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let keys: Vec<String> = {
+            let mut it: redis::AsyncIter<String> = c.scan_match(format!("{}:*", self.prefix)).await?;
+            let mut v = Vec::new();
+            while let Some(k) = futures::StreamExt::next(&mut it).await {
+                v.push(k?);
+            }
+            v
+        };
+        let mut c = self.conn.clone();
+        for chunk in keys.chunks(500) {
+            let _: i64 = c.del(chunk).await?;
+        }
+        Ok(())
+    }
+}

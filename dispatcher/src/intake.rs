@@ -1,0 +1,130 @@
+//! The dispatcher's AMQP consumers: job requests (`{p}.jobs`), outcome notices
+//! (`{p}.outcomes`) and dead-lettered messages (`{p}.dead`).
+//!
+//! Invariant: an input is acked only after everything it caused is stored and confirmed;
+//! on an infrastructure error (Redis or broker down) the step is retried with backoff while
+//! the message is held (a nack would count against the queue's delivery limit), never dropped. Input that can never succeed goes to `{p}.dlq` with the reason in a header.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::broker::{delivery_count, persistent};
+use common::codec;
+use common::message::{OutcomeNotice, TaskMessage};
+use common::telemetry::TraceContext;
+use common::topology::REASON_HEADER;
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use lapin::types::{AMQPValue, LongString, ShortString};
+
+use crate::core::{Core, SubmitError};
+
+const RETRY_MIN: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Retries `step` on infrastructure errors until it succeeds or the dispatcher's work is
+/// cancelled (then the message is left unacked and goes back to the queue).
+async fn retrying<T, E: std::fmt::Display, Fut: std::future::Future<Output = Result<T, E>>>(
+    core: &Core,
+    mut step: impl FnMut() -> Fut,
+) -> Option<T> {
+    let mut delay = RETRY_MIN;
+    loop {
+        match step().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "infrastructure error; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = core.work_cancel.cancelled() => return None,
+                }
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
+    let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string());
+    let req = match codec::decode_job_request(ct.as_deref(), &d.data) {
+        Ok(r) => r,
+        Err(e) => return dead_letter(&core, d, &format!("malformed job request: {e}")).await,
+    };
+    let id_hint = d.properties.message_id().as_ref().map(|m| m.as_str().to_string()).filter(|m| !m.is_empty());
+    let trace = TraceContext::from_props(&d.properties);
+    let attempt = || async {
+        match core.submit(req.clone(), id_hint.clone(), trace.clone()).await {
+            Ok(s) => Ok(Ok(s)),
+            Err(SubmitError::Invalid(reason)) => Ok(Err(reason)),
+            Err(e) => Err(e),
+        }
+    };
+    match retrying(&core, attempt).await {
+        Some(Ok(s)) => {
+            tracing::debug!(job_id = %s.job_id, created = s.created, "intake message handled");
+            ack(d).await;
+        }
+        Some(Err(reason)) => dead_letter(&core, d, &format!("rejected job request: {reason}")).await,
+        None => {}
+    }
+}
+
+pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
+    let notice: OutcomeNotice = match codec::decode(&d.data) {
+        Ok(n) => n,
+        Err(e) => return dead_letter(&core, d, &format!("malformed outcome notice: {e}")).await,
+    };
+    if retrying(&core, || core.advance(&notice.job_id)).await.is_some() {
+        ack(d).await;
+    }
+}
+
+/// Messages the broker dead-lettered (delivery limit reached). Tasks become `failed`
+/// outcomes; everything also stays in `{p}.dlq` for the operator.
+pub async fn on_dead(core: Arc<Core>, d: Delivery) {
+    let from_queue = first_death_queue(&d.properties).unwrap_or_default();
+    let topo = core.broker.topology();
+    core.metrics.dead_lettered.get_or_create(&common::metrics::ReasonLabels { reason: "delivery_limit".into() }).inc();
+    if from_queue == topo.outcomes() {
+        if let Ok(n) = codec::decode::<OutcomeNotice>(&d.data)
+            && retrying(&core, || core.advance(&n.job_id)).await.is_none()
+        {
+            return;
+        }
+    } else if let Ok(task) = codec::decode::<TaskMessage>(&d.data) {
+        let deliveries = delivery_count(&d.properties).max(core.config.delivery_limit);
+        if retrying(&core, || core.record_dead_task(&task, deliveries)).await.is_none() {
+            return;
+        }
+    }
+    ack(d).await;
+}
+
+fn first_death_queue(props: &lapin::BasicProperties) -> Option<String> {
+    common::broker::header_str(props, "x-first-death-queue")
+}
+
+/// Sends a message that can never be processed to `{p}.dlq` with the reason, then acks it.
+pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
+    tracing::warn!(reason, "dead-lettering a message");
+    let mut headers = d.properties.headers().clone().unwrap_or_default();
+    headers.insert(ShortString::from(REASON_HEADER), AMQPValue::LongString(LongString::from(reason)));
+    let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+    let mut props = persistent(&ct, headers);
+    if let Some(id) = d.properties.message_id() {
+        props = props.with_message_id(id.clone());
+    }
+    let dlq = core.broker.topology().dlq();
+    if retrying(core, || core.broker.publish("", &dlq, &d.data, props.clone())).await.is_some() {
+        core.metrics.dead_lettered.get_or_create(&common::metrics::ReasonLabels { reason: "rejected".into() }).inc();
+        ack(d).await;
+    }
+}
+
+async fn ack(d: Delivery) {
+    if let Err(e) = d.ack(BasicAckOptions::default()).await {
+        // The channel died; the broker redelivers and the idempotent handlers cope.
+        tracing::warn!(error = %e, "ack failed");
+    }
+}
+

@@ -1,0 +1,2 @@
+//! Operator CLI placeholder
+fn main() {}

@@ -1,0 +1,301 @@
+//! Turning a job's video reference into a local file: a path as it is, a URL downloaded
+//! through the SSRF guard with a size limit and a timeout into the content-hash cache.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use reqwest::Url;
+use reqwest::header::{CONTENT_LENGTH, LOCATION};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use url::Host;
+
+use crate::config::MediaConfig;
+use crate::guard::choose_address;
+use crate::store;
+use crate::types::MediaError;
+
+/// Where a video reference points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SourceKind {
+    Local(PathBuf),
+    Http(String),
+}
+
+pub(crate) fn classify(source: &str) -> Result<SourceKind, MediaError> {
+    let trimmed = source.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        return Ok(SourceKind::Http(trimmed.to_string()));
+    }
+    if lower.starts_with("file://") {
+        let url =
+            Url::parse(trimmed).map_err(|_| MediaError::UnsupportedSource(source.to_string()))?;
+        let path = url
+            .to_file_path()
+            .map_err(|_| MediaError::UnsupportedSource(source.to_string()))?;
+        return Ok(SourceKind::Local(path));
+    }
+    if trimmed.is_empty() || trimmed.contains("://") {
+        return Err(MediaError::UnsupportedSource(source.to_string()));
+    }
+    Ok(SourceKind::Local(PathBuf::from(trimmed)))
+}
+
+/// The local file for `source`, downloading it if needed.
+pub(crate) async fn fetch(source: &str, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
+    match classify(source)? {
+        SourceKind::Local(path) => local(&path, cfg).await,
+        SourceKind::Http(url) => {
+            match tokio::time::timeout(cfg.fetch_timeout, download(&url, cfg)).await {
+                Ok(result) => result,
+                Err(_) => Err(unreachable(
+                    &url,
+                    format!(
+                        "timed out after {} s (media.fetch_timeout)",
+                        cfg.fetch_timeout.as_secs()
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+async fn local(path: &Path, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => MediaError::NotFound(path.display().to_string()),
+            _ => MediaError::Io(format!("{}: {e}", path.display())),
+        })?;
+    if !meta.is_file() {
+        return Err(MediaError::NotAVideo(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    if meta.len() > cfg.max_bytes {
+        return Err(MediaError::TooLarge {
+            size: meta.len(),
+            limit: cfg.max_bytes,
+        });
+    }
+    std::path::absolute(path).map_err(|e| MediaError::Io(format!("{}: {e}", path.display())))
+}
+
+fn unreachable(url: &str, reason: impl Into<String>) -> MediaError {
+    MediaError::Unreachable {
+        url: url.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The error and its causes on one line: reqwest's top-level message alone says little.
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn download(url: &str, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
+    if let Some(path) = store::lookup_url(&cfg.cache_dir, url).await {
+        tracing::debug!(url, path = %path.display(), "media download cache hit");
+        return Ok(path);
+    }
+    let mut current =
+        Url::parse(url).map_err(|_| MediaError::UnsupportedSource(url.to_string()))?;
+    for _ in 0..=cfg.max_redirects {
+        let response = request(&current, cfg).await?;
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| unreachable(url, format!("HTTP {status} without a Location")))?;
+            current = current
+                .join(location)
+                .map_err(|_| unreachable(url, format!("bad redirect target {location:?}")))?;
+            if !matches!(current.scheme(), "http" | "https") {
+                return Err(MediaError::UnsupportedSource(current.to_string()));
+            }
+            continue;
+        }
+        if status.is_client_error() && status.as_u16() != 429 {
+            // 404/403/410 will not change on a retry: permanent.
+            return Err(MediaError::NotFound(format!("{url} (HTTP {status})")));
+        }
+        if !status.is_success() {
+            return Err(unreachable(url, format!("HTTP {status}")));
+        }
+        return save(url, response, cfg).await;
+    }
+    Err(unreachable(
+        url,
+        format!(
+            "more than {} redirects (media.max_redirects)",
+            cfg.max_redirects
+        ),
+    ))
+}
+
+/// One request, redirects not followed, connected to the address the guard approved.
+async fn request(url: &Url, cfg: &MediaConfig) -> Result<reqwest::Response, MediaError> {
+    let shown = url.as_str();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let (host, addrs): (String, Vec<SocketAddr>) = match url.host() {
+        Some(Host::Domain(name)) => {
+            let addrs =
+                tokio::time::timeout(cfg.connect_timeout, tokio::net::lookup_host((name, port)))
+                    .await
+                    .map_err(|_| unreachable(shown, format!("resolving {name} timed out")))?
+                    .map_err(|e| unreachable(shown, format!("cannot resolve {name}: {e}")))?
+                    .collect();
+            (name.to_string(), addrs)
+        }
+        Some(Host::Ipv4(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        Some(Host::Ipv6(ip)) => (ip.to_string(), vec![SocketAddr::new(ip.into(), port)]),
+        None => return Err(MediaError::UnsupportedSource(shown.to_string())),
+    };
+    let addr = choose_address(cfg, &host, &addrs)?;
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(cfg.connect_timeout)
+        .timeout(cfg.fetch_timeout)
+        // A proxy would connect wherever it likes: the pinned address would mean nothing.
+        .no_proxy();
+    if matches!(url.host(), Some(Host::Domain(_))) {
+        // Pin the checked address: no second DNS lookup that could answer differently.
+        builder = builder.resolve(&host, addr);
+    }
+    let client = builder
+        .build()
+        .map_err(|e| MediaError::Io(format!("HTTP client: {}", describe(&e))))?;
+    client.get(url.clone()).send().await.map_err(|e| {
+        let why = if e.is_timeout() {
+            "timed out".to_string()
+        } else {
+            describe(&e)
+        };
+        unreachable(shown, why)
+    })
+}
+
+/// Streams the body to a partial file while hashing it, enforcing the size limit as bytes
+/// arrive (Content-Length may be absent or lie), then stores it under its hash.
+async fn save(
+    url: &str,
+    mut response: reqwest::Response,
+    cfg: &MediaConfig,
+) -> Result<PathBuf, MediaError> {
+    let declared = response
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(size) = declared
+        && size > cfg.max_bytes
+    {
+        return Err(MediaError::TooLarge {
+            size,
+            limit: cfg.max_bytes,
+        });
+    }
+    tokio::fs::create_dir_all(&cfg.cache_dir)
+        .await
+        .map_err(|e| {
+            MediaError::Io(format!(
+                "creating {}: {e} (media.cache_dir)",
+                cfg.cache_dir.display()
+            ))
+        })?;
+    let partial = PartialFile(store::partial_path(&cfg.cache_dir));
+    let file = tokio::fs::File::create(&partial.0)
+        .await
+        .map_err(|e| MediaError::Io(format!("creating {}: {e}", partial.0.display())))?;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            let why = if e.is_timeout() {
+                "timed out while downloading".into()
+            } else {
+                describe(&e)
+            };
+            unreachable(url, why)
+        })?;
+        let Some(chunk) = chunk else { break };
+        size += chunk.len() as u64;
+        if size > cfg.max_bytes {
+            return Err(MediaError::TooLarge {
+                size,
+                limit: cfg.max_bytes,
+            });
+        }
+        hasher.update(&chunk);
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| MediaError::Io(format!("writing download: {e}")))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| MediaError::Io(format!("writing download: {e}")))?;
+    drop(out);
+    if let Some(declared) = declared
+        && declared != size
+    {
+        return Err(unreachable(
+            url,
+            format!("connection closed after {size} of {declared} bytes"),
+        ));
+    }
+    let digest = store::hex(&hasher.finalize());
+    let path = store::commit(&cfg.cache_dir, &partial.0, &digest, url).await?;
+    store::evict(&cfg.cache_dir, cfg.cache_max_bytes, &path).await;
+    tracing::info!(url, bytes = size, sha256 = %digest, "downloaded media");
+    Ok(path)
+}
+
+/// Removes a download that did not finish (error, limit, cancelled task).
+struct PartialFile(PathBuf);
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        // After a successful commit the path no longer exists; the error is expected then.
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_sources() {
+        assert_eq!(
+            classify("/a/b.mp4").unwrap(),
+            SourceKind::Local("/a/b.mp4".into())
+        );
+        assert_eq!(
+            classify("file:///a/b%20c.mp4").unwrap(),
+            SourceKind::Local("/a/b c.mp4".into())
+        );
+        assert!(matches!(
+            classify("HTTPS://x.y/v.mp4").unwrap(),
+            SourceKind::Http(_)
+        ));
+        assert!(matches!(
+            classify("ftp://x/y"),
+            Err(MediaError::UnsupportedSource(_))
+        ));
+        assert!(matches!(
+            classify("  "),
+            Err(MediaError::UnsupportedSource(_))
+        ));
+    }
+}

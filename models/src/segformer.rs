@@ -1,0 +1,200 @@
+//! `background_segmentation`: a SegFormer ONNX export (the operator's file). Frames are resized
+//! to the model input, ImageNet-normalized, and the per-pixel argmax of the logits gives class
+//! shares and the foreground ratio (everything not in the background classes).
+
+use std::sync::Arc;
+
+use media::Frames;
+use serde_json::json;
+
+use crate::config::ModelFile;
+use crate::error::ModelError;
+use crate::imgproc::{self, ChannelOrder, Rgb};
+use crate::params::Params;
+use crate::registry::ModelRegistry;
+use crate::runtime::{Input, LoadedModel};
+
+const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+#[derive(Debug, Clone)]
+pub struct SegParams {
+    /// Input size for exports with dynamic spatial dimensions (SegFormer: 512).
+    pub input_size: usize,
+    pub batch: usize,
+    pub labels: Option<Vec<String>>,
+    /// Class indices that count as background (e.g. wall, sky, floor of ADE20K).
+    pub background: Vec<usize>,
+    /// How many classes the summary lists.
+    pub top: usize,
+}
+
+impl Default for SegParams {
+    fn default() -> Self {
+        Self {
+            input_size: 512,
+            batch: 2,
+            labels: None,
+            background: vec![0],
+            top: 10,
+        }
+    }
+}
+
+impl SegParams {
+    pub fn from_params(p: &Params) -> Result<Self, ModelError> {
+        let d = Self::default();
+        let background = match p.numbers("background_classes")? {
+            Some(v) => v.into_iter().map(|x| x as usize).collect(),
+            None => d.background,
+        };
+        Ok(Self {
+            input_size: p.usize("input_size", d.input_size)?,
+            batch: p.usize("batch_size", d.batch)?.max(1),
+            labels: p.strings("labels")?,
+            background,
+            top: p.usize("top", d.top)?,
+        })
+    }
+}
+
+pub struct SegFormer {
+    model: Arc<LoadedModel>,
+    width: usize,
+    height: usize,
+}
+
+impl SegFormer {
+    pub fn load(
+        registry: &ModelRegistry,
+        file: &ModelFile,
+        p: &SegParams,
+    ) -> Result<Self, ModelError> {
+        let model = registry.get(file)?;
+        model.expect_input(0, &[None, Some(3), None, None], "SegFormer segmentation")?;
+        let shape = &model.inputs[0].1;
+        let dim = |d: i64| if d > 0 { d as usize } else { p.input_size };
+        Ok(Self {
+            height: dim(shape[2]),
+            width: dim(shape[3]),
+            model,
+        })
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.model.provider.label()
+    }
+
+    /// Per-class pixel share of each frame.
+    pub fn class_shares(
+        &self,
+        frames: &[Rgb<'_>],
+        p: &SegParams,
+    ) -> Result<Vec<Vec<f64>>, ModelError> {
+        let plane = 3 * self.width * self.height;
+        let mut all = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(p.batch) {
+            let mut input = vec![0f32; chunk.len() * plane];
+            for (i, f) in chunk.iter().enumerate() {
+                let resized = imgproc::resize(*f, self.width, self.height);
+                imgproc::to_chw(
+                    resized.view(),
+                    ChannelOrder::Rgb,
+                    1.0 / 255.0,
+                    IMAGENET_MEAN,
+                    IMAGENET_STD,
+                    self.width,
+                    &mut input[i * plane..(i + 1) * plane],
+                );
+            }
+            let shape = [chunk.len() as i64, 3, self.height as i64, self.width as i64];
+            let out = self
+                .model
+                .run(&[Input::F32(&shape, &input)])?
+                .swap_remove(0);
+            if out.shape.len() != 4 {
+                return Err(ModelError::BadShape {
+                    path: self.model.file.path.clone(),
+                    detail: format!(
+                        "output shape {:?}, SegFormer gives logits [batch, classes, h, w]",
+                        out.shape
+                    ),
+                });
+            }
+            let (k, hw) = (
+                out.shape[1] as usize,
+                (out.shape[2] * out.shape[3]) as usize,
+            );
+            for i in 0..chunk.len() {
+                let logits = &out.data[i * k * hw..(i + 1) * k * hw];
+                let mut counts = vec![0usize; k];
+                for px in 0..hw {
+                    let best = (0..k).fold(0, |b, c| {
+                        if logits[c * hw + px] > logits[b * hw + px] {
+                            c
+                        } else {
+                            b
+                        }
+                    });
+                    counts[best] += 1;
+                }
+                all.push(counts.into_iter().map(|c| c as f64 / hw as f64).collect());
+            }
+        }
+        Ok(all)
+    }
+
+    pub fn analyze(&self, frames: &Frames, p: &SegParams) -> Result<serde_json::Value, ModelError> {
+        let (w, h) = (frames.width as usize, frames.height as usize);
+        let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
+        let shares = self.class_shares(&imgs, p)?;
+        let k = shares.first().map_or(0, Vec::len);
+        if let Some(labels) = &p.labels
+            && labels.len() != k
+            && k > 0
+        {
+            return Err(ModelError::BadShape {
+                path: self.model.file.path.clone(),
+                detail: format!(
+                    "it predicts {k} classes but params.labels has {}",
+                    labels.len()
+                ),
+            });
+        }
+        let n = shares.len().max(1) as f64;
+        let mut mean = vec![0f64; k];
+        for s in &shares {
+            for (m, v) in mean.iter_mut().zip(s) {
+                *m += v / n;
+            }
+        }
+        let fg = |s: &[f64]| 1.0 - p.background.iter().filter_map(|&b| s.get(b)).sum::<f64>();
+        let r4 = |v: f64| (v * 1e4).round() / 1e4;
+        let mut order: Vec<usize> = (0..k).collect();
+        order.sort_by(|&a, &b| mean[b].total_cmp(&mean[a]));
+        let label = |c: usize| {
+            p.labels
+                .as_ref()
+                .and_then(|l| l.get(c).cloned())
+                .unwrap_or_else(|| format!("class_{c}"))
+        };
+        let classes: Vec<_> = order
+            .into_iter()
+            .filter(|&c| mean[c] > 0.0)
+            .take(p.top)
+            .map(|c| json!({ "class_id": c, "label": label(c), "share": r4(mean[c]) }))
+            .collect();
+        let per_frame: Vec<_> = frames
+            .times
+            .iter()
+            .zip(&shares)
+            .map(|(t, s)| json!({ "t": t, "foreground_ratio": r4(fg(s)) }))
+            .collect();
+        Ok(json!({
+            "classes": classes,
+            "foreground_ratio": r4(fg(&mean)),
+            "background_classes": p.background,
+            "frames": per_frame,
+        }))
+    }
+}

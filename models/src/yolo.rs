@@ -1,0 +1,345 @@
+//! YOLOv8 detection (`object_detection`, `product_detection`) on the operator's ONNX export:
+//! letterbox, batched frames, decode of `[B, 4 + classes, N]`, per-class NMS, class names
+//! from the export's metadata or from config.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use media::Frames;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::ModelFile;
+use crate::error::ModelError;
+use crate::imgproc::{self, ChannelOrder, Rgb};
+use crate::ocr::geometry::iou;
+use crate::params::Params;
+use crate::registry::ModelRegistry;
+use crate::runtime::{Input, LoadedModel};
+
+/// Grey of the letterbox bars (Ultralytics).
+const PAD: u8 = 114;
+
+#[derive(Debug, Clone)]
+pub struct YoloParams {
+    pub conf: f32,
+    pub iou: f32,
+    pub batch: usize,
+    pub max_det: usize,
+    /// Input size for exports with dynamic spatial dimensions.
+    pub input_size: usize,
+    /// Class names overriding the export's `names` metadata.
+    pub classes: Option<Vec<String>>,
+}
+
+impl Default for YoloParams {
+    fn default() -> Self {
+        Self {
+            conf: 0.25,
+            iou: 0.45,
+            batch: 4,
+            max_det: 300,
+            input_size: 640,
+            classes: None,
+        }
+    }
+}
+
+impl YoloParams {
+    pub fn from_params(p: &Params) -> Result<Self, ModelError> {
+        let d = Self::default();
+        Ok(Self {
+            conf: p.f32("conf", d.conf)?,
+            iou: p.f32("iou", d.iou)?,
+            batch: p.usize("batch_size", d.batch)?.max(1),
+            max_det: p.usize("max_det", d.max_det)?,
+            input_size: p.usize("input_size", d.input_size)?,
+            classes: p.strings("classes")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Detection {
+    pub label: String,
+    pub class_id: usize,
+    pub confidence: f32,
+    /// `[x1, y1, x2, y2]` in frame pixels.
+    pub bbox: [f32; 4],
+}
+
+pub struct Yolo {
+    model: Arc<LoadedModel>,
+    width: usize,
+    height: usize,
+    names: Vec<String>,
+}
+
+/// How a frame was fitted into the model input: `input = frame * scale + pad`.
+#[derive(Debug, Clone, Copy)]
+pub struct Letterbox {
+    pub scale: f32,
+    pub pad: [f32; 2],
+}
+
+impl Yolo {
+    pub fn load(
+        registry: &ModelRegistry,
+        file: &ModelFile,
+        p: &YoloParams,
+    ) -> Result<Self, ModelError> {
+        let model = registry.get(file)?;
+        model.expect_input(0, &[None, Some(3), None, None], "YOLOv8 detection")?;
+        let shape = &model.inputs[0].1;
+        let dim = |d: i64| if d > 0 { d as usize } else { p.input_size };
+        let (height, width) = (dim(shape[2]), dim(shape[3]));
+        let names = match &p.classes {
+            Some(c) => c.clone(),
+            None => model
+                .metadata
+                .get("names")
+                .map(|s| parse_names(s))
+                .unwrap_or_default(),
+        };
+        if let Some((_, out)) = model.outputs.first() {
+            let fixed_classes = out
+                .get(1)
+                .copied()
+                .filter(|&c| c > 4)
+                .map(|c| c as usize - 4);
+            if let Some(n) = fixed_classes
+                && !names.is_empty()
+                && n != names.len()
+            {
+                return Err(ModelError::BadShape {
+                    path: file.path.clone(),
+                    detail: format!(
+                        "it predicts {n} classes but {} class names are configured",
+                        names.len()
+                    ),
+                });
+            }
+        }
+        Ok(Self {
+            model,
+            width,
+            height,
+            names,
+        })
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.model.provider.label()
+    }
+
+    /// Scales the frame into the model input keeping its aspect ratio, centred on grey bars,
+    /// and packs it as RGB `/255` CHW into `out`.
+    pub fn letterbox(&self, frame: Rgb<'_>, out: &mut [f32]) -> Letterbox {
+        let r =
+            (self.width as f32 / frame.width as f32).min(self.height as f32 / frame.height as f32);
+        let (nw, nh) = (
+            (frame.width as f32 * r).round() as usize,
+            (frame.height as f32 * r).round() as usize,
+        );
+        let (dw, dh) = (
+            (self.width - nw) as f32 / 2.0,
+            (self.height - nh) as f32 / 2.0,
+        );
+        let (left, top) = ((dw - 0.1).round() as usize, (dh - 0.1).round() as usize);
+        let resized = imgproc::resize(frame, nw, nh);
+        let mut canvas = vec![PAD; self.width * self.height * 3];
+        for y in 0..nh {
+            let dst = ((top + y) * self.width + left) * 3;
+            canvas[dst..dst + nw * 3].copy_from_slice(&resized.data[y * nw * 3..(y + 1) * nw * 3]);
+        }
+        let canvas = Rgb::new(&canvas, self.width, self.height);
+        imgproc::to_chw(
+            canvas,
+            ChannelOrder::Rgb,
+            1.0 / 255.0,
+            [0.0; 3],
+            [1.0; 3],
+            self.width,
+            out,
+        );
+        Letterbox {
+            scale: r,
+            pad: [left as f32, top as f32],
+        }
+    }
+
+    /// Detections per frame, running `p.batch` frames per inference.
+    pub fn detect(
+        &self,
+        frames: &[Rgb<'_>],
+        p: &YoloParams,
+    ) -> Result<Vec<Vec<Detection>>, ModelError> {
+        let plane = 3 * self.width * self.height;
+        let mut all = Vec::with_capacity(frames.len());
+        for chunk in frames.chunks(p.batch.max(1)) {
+            let mut input = vec![0f32; chunk.len() * plane];
+            let boxes: Vec<Letterbox> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, f)| self.letterbox(*f, &mut input[i * plane..(i + 1) * plane]))
+                .collect();
+            let shape = [chunk.len() as i64, 3, self.height as i64, self.width as i64];
+            let out = self
+                .model
+                .run(&[Input::F32(&shape, &input)])?
+                .swap_remove(0);
+            if out.shape.len() != 3 || out.shape[1] < 5 {
+                return Err(ModelError::BadShape {
+                    path: self.model.file.path.clone(),
+                    detail: format!(
+                        "output shape {:?}, YOLOv8 detection gives [batch, 4 + classes, anchors]",
+                        out.shape
+                    ),
+                });
+            }
+            let (rows, n) = (out.shape[1] as usize, out.shape[2] as usize);
+            for (i, (lb, f)) in boxes.iter().zip(chunk).enumerate() {
+                let pred = &out.data[i * rows * n..(i + 1) * rows * n];
+                all.push(self.decode(pred, rows - 4, n, *lb, f.width, f.height, p));
+            }
+        }
+        Ok(all)
+    }
+
+    /// `[4 + nc, n]` predictions (cx, cy, w, h, class scores) -> detections in frame pixels.
+    #[allow(clippy::too_many_arguments)]
+    pub fn decode(
+        &self,
+        pred: &[f32],
+        nc: usize,
+        n: usize,
+        lb: Letterbox,
+        fw: usize,
+        fh: usize,
+        p: &YoloParams,
+    ) -> Vec<Detection> {
+        let mut cands: Vec<Detection> = Vec::new();
+        for a in 0..n {
+            let (class_id, score) = (0..nc)
+                .map(|c| (c, pred[(4 + c) * n + a]))
+                .fold((0, f32::MIN), |best, x| if x.1 > best.1 { x } else { best });
+            if score < p.conf {
+                continue;
+            }
+            let (cx, cy, w, h) = (pred[a], pred[n + a], pred[2 * n + a], pred[3 * n + a]);
+            let unbox =
+                |v: f32, pad: f32, max: usize| ((v - pad) / lb.scale).clamp(0.0, max as f32);
+            let bbox = [
+                unbox(cx - w / 2.0, lb.pad[0], fw),
+                unbox(cy - h / 2.0, lb.pad[1], fh),
+                unbox(cx + w / 2.0, lb.pad[0], fw),
+                unbox(cy + h / 2.0, lb.pad[1], fh),
+            ];
+            let label = self
+                .names
+                .get(class_id)
+                .cloned()
+                .unwrap_or_else(|| format!("class_{class_id}"));
+            cands.push(Detection {
+                label,
+                class_id,
+                confidence: score,
+                bbox,
+            });
+        }
+        cands.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+        let mut keep: Vec<Detection> = Vec::new();
+        for c in cands {
+            if keep.len() >= p.max_det {
+                break;
+            }
+            if keep
+                .iter()
+                .all(|k| k.class_id != c.class_id || iou(k.bbox, c.bbox) <= p.iou)
+            {
+                keep.push(c);
+            }
+        }
+        keep
+    }
+
+    /// The analyzer: detections per frame and a per-class summary.
+    pub fn analyze(
+        &self,
+        frames: &Frames,
+        p: &YoloParams,
+    ) -> Result<serde_json::Value, ModelError> {
+        let (w, h) = (frames.width as usize, frames.height as usize);
+        let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
+        let dets = self.detect(&imgs, p)?;
+        let mut classes: BTreeMap<String, (usize, usize, f32, f64, f64)> = BTreeMap::new();
+        let mut per_frame = Vec::new();
+        for (t, d) in frames.times.iter().zip(&dets) {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for det in d {
+                *counts.entry(det.label.as_str()).or_default() += 1;
+            }
+            for (label, count) in counts {
+                let best = d
+                    .iter()
+                    .filter(|x| x.label == label)
+                    .map(|x| x.confidence)
+                    .fold(0.0, f32::max);
+                let e = classes
+                    .entry(label.to_string())
+                    .or_insert((0, 0, 0.0, *t, *t));
+                e.0 += 1;
+                e.1 = e.1.max(count);
+                e.2 = e.2.max(best);
+                e.4 = *t;
+            }
+            per_frame.push(json!({ "t": t, "detections": d }));
+        }
+        let n = frames.len().max(1) as f64;
+        let summary: Vec<_> = classes
+            .into_iter()
+            .map(|(label, (fr, max_count, conf, first, last))| {
+                json!({
+                    "label": label, "frames": fr, "share_of_frames": (fr as f64 / n * 1000.0).round() / 1000.0,
+                    "max_count": max_count, "max_confidence": conf, "first_s": first, "last_s": last,
+                })
+            })
+            .collect();
+        Ok(
+            json!({ "classes": summary, "frames": per_frame, "input_size": [self.width, self.height] }),
+        )
+    }
+}
+
+/// Parses Ultralytics' `names` metadata, a Python dict literal like `{0: 'person', 1: 'car'}`.
+pub fn parse_names(s: &str) -> Vec<String> {
+    let mut out: BTreeMap<usize, String> = BTreeMap::new();
+    let body = s.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut rest = body;
+    while let Some(colon) = rest.find(':') {
+        let key = rest[..colon].trim().trim_start_matches(',').trim();
+        let after = rest[colon + 1..].trim_start();
+        let Some(quote) = after.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+            break;
+        };
+        let Some(end) = after[1..].find(quote) else {
+            break;
+        };
+        if let Ok(k) = key.parse::<usize>() {
+            out.insert(k, after[1..1 + end].to_string());
+        }
+        rest = &after[end + 2..];
+    }
+    out.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_ultralytics_names() {
+        assert_eq!(
+            super::parse_names("{0: 'person', 1: \"traffic light\", 2: 'x:y'}"),
+            ["person", "traffic light", "x:y"]
+        );
+    }
+}

@@ -1,0 +1,39 @@
+"""The silero-vad package's own pipeline (ONNX model) on raw audio, for `bench-models`.
+
+Reads AUDIO (f32 little-endian, 16 kHz mono) and prints JSON: speech segments in samples, the
+load time and the time of `get_speech_timestamps` (after one warm-up call).
+
+Usage: python bench_silero.py AUDIO
+"""
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def main() -> int:
+    samples = np.fromfile(sys.argv[1], dtype="<f4")
+    t0 = time.perf_counter()
+    import torch
+    from silero_vad import get_speech_timestamps, load_silero_vad
+
+    model = load_silero_vad(onnx=True)
+    audio = torch.from_numpy(samples)
+    get_speech_timestamps(audio[:16000], model, sampling_rate=16000)
+    load_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    segments = get_speech_timestamps(audio, model, sampling_rate=16000)
+    total_s = time.perf_counter() - t0
+    print(json.dumps({
+        "load_s": load_s,
+        "total_s": total_s,
+        "segments": [[s["start"], s["end"]] for s in segments],
+        "torch_threads": torch.get_num_threads(),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

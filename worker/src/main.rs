@@ -1,0 +1,157 @@
+//! The worker binary: config, telemetry, GPU pinning and guard, then `worker::run` until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use common::config::{EXIT_CONFIG, FleetConfig, StageClass};
+use common::metrics::{GpuLabels, Metrics};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use worker::{Backends, WorkerOptions};
+
+const GUARD_INTERVAL: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Class {
+    Gpu,
+    Cpu,
+}
+
+/// Runs analyzers on stage tasks. GPU workers consume fleet.stage1..4, CPU workers fleet.cpu.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Which stage queues to consume.
+    #[arg(long, value_enum)]
+    class: Class,
+    /// GPU to pin (NVML index or UUID); GPU workers only.
+    #[arg(long, default_value = "0")]
+    gpu: String,
+    /// Without an NVIDIA driver, run GPU stages on the CPU execution provider instead of exiting.
+    #[arg(long)]
+    allow_cpu_fallback: bool,
+    /// SYNTHETIC analyzers for every analyzer (tests/benchmarks): hold each slot for
+    /// expected seconds x this factor. Without it, real analyzers run where they exist.
+    #[arg(long)]
+    synthetic_scale: Option<f64>,
+    /// Name in outcomes and on the broker connection (default: <class>@<host>:<pid>).
+    #[arg(long)]
+    name: Option<String>,
+    /// Path of fleet.toml (env FLEET_CONFIG).
+    #[arg(long, env = "FLEET_CONFIG", default_value = common::config::DEFAULT_CONFIG_PATH)]
+    config: std::path::PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let class = match args.class {
+        Class::Gpu => StageClass::Gpu,
+        Class::Cpu => StageClass::Cpu,
+    };
+    common::telemetry::init(&format!("worker-{class}"));
+    let config = match FleetConfig::load(&args.config, |k| std::env::var(k).ok()) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            eprintln!("worker: bad configuration\n{e}");
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    if let Some(s) = args.synthetic_scale
+        && !(s.is_finite() && s >= 0.0)
+    {
+        eprintln!("worker: --synthetic-scale must be a number >= 0");
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
+    let metrics = Metrics::new();
+    let mut _guard = None;
+    let mut accepting = None;
+    if class == StageClass::Gpu {
+        match pin_gpu(&args.gpu, &config, &metrics) {
+            Ok((guard, rx)) => {
+                _guard = Some(guard);
+                accepting = Some(rx);
+            }
+            Err(e) if args.allow_cpu_fallback => {
+                tracing::warn!("{e}; --allow-cpu-fallback given: GPU stages run on the CPU execution provider, no memory guard");
+            }
+            Err(e) => {
+                eprintln!("worker: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let name = args.name.unwrap_or_else(|| format!("{class}@{}:{}", dispatcher_host(), std::process::id()));
+    let backends = match args.synthetic_scale {
+        Some(scale) => Backends::Synthetic { scale },
+        None => Backends::Real { fallback_scale: 1.0 },
+    };
+    let health = match tokio::net::TcpListener::bind(&config.connections.metrics_listen).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            // Several workers on one host: only the first gets the port; the rest run without it.
+            tracing::warn!(addr = %config.connections.metrics_listen, error = %e, "health/metrics endpoint not started (set FLEET_METRICS_LISTEN)");
+            None
+        }
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn(common::telemetry::shutdown_on_signals(shutdown.clone()));
+    let opts = WorkerOptions { class, name, backends };
+    match worker::run(config, opts, health, accepting, metrics, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatcher_host() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+}
+
+/// Pins the GPU, logs it, exports CUDA_VISIBLE_DEVICES for children, starts the memory guard
+/// and mirrors its readings into metrics.
+fn pin_gpu(
+    selector: &str,
+    config: &FleetConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<(gpu::MemoryGuard, watch::Receiver<bool>), gpu::GpuError> {
+    let pinned = gpu::select(selector)?;
+    tracing::info!(
+        index = pinned.index(), uuid = pinned.uuid(), name = pinned.name(),
+        memory_total_bytes = pinned.memory_total_bytes(), cuda_device_id = pinned.cuda_device_id(),
+        "GPU pinned"
+    );
+    let thresholds = gpu::GuardThresholds {
+        warning: config.gpu.warning.parse()?,
+        critical: config.gpu.critical.parse()?,
+    };
+    let guard = gpu::MemoryGuard::start(&pinned, &thresholds, GUARD_INTERVAL)?;
+    let (tx, rx) = watch::channel(guard.state().accepts_work());
+    let mut states = guard.subscribe();
+    let mut readings = guard.readings();
+    let m = metrics.clone();
+    let label = GpuLabels { gpu: pinned.uuid().to_string() };
+    tokio::spawn(async move {
+        loop {
+            {
+                let r = readings.borrow_and_update().clone();
+                m.gpu_memory_used_bytes.get_or_create(&label).set(r.memory_used_bytes as i64);
+                m.gpu_memory_total_bytes.get_or_create(&label).set(r.memory_total_bytes as i64);
+                m.gpu_utilization_percent.get_or_create(&label).set(r.utilization_percent.unwrap_or(0) as i64);
+                m.gpu_temperature_celsius.get_or_create(&label).set(r.temperature_celsius.unwrap_or(0) as i64);
+                let s = *states.borrow_and_update();
+                m.gpu_paused.get_or_create(&label).set(i64::from(!s.accepts_work()));
+                let _ = tx.send(s.accepts_work());
+            }
+            tokio::select! {
+                r = states.changed() => if r.is_err() { break },
+                r = readings.changed() => if r.is_err() { break },
+            }
+        }
+    });
+    Ok((guard, rx))
+}

@@ -1,0 +1,260 @@
+//! One task, from delivery to ack: decode, skip if already final, run the analyzer with
+//! retries, store the outcome, notify the dispatcher, then ack.
+//!
+//! Invariant: the ack comes last. A crash anywhere before it redelivers the task; the
+//! "already final" check then acks it without running the analyzer again, after re-sending
+//! the notice (the crash may have come between the store and the notice).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use backon::{ExponentialBuilder, Retryable};
+use common::broker::{Broker, delivery_count, persistent};
+use common::codec::{self, MSGPACK};
+use common::config::FleetConfig;
+use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
+use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
+use common::telemetry::TraceContext;
+use common::topology::REASON_HEADER;
+use common::{Store, now_ms};
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use media::MediaCache;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::analyzer::{AnalyzerError, TaskContext};
+use crate::analyzers::Registry;
+
+/// Everything the tasks of one worker process share.
+pub struct Shared {
+    pub config: Arc<FleetConfig>,
+    pub store: Store,
+    pub broker: Arc<Broker>,
+    pub registry: Registry,
+    pub media: MediaCache,
+    pub metrics: Arc<Metrics>,
+    pub name: String,
+    /// False while the GPU memory guard stops new work.
+    pub accepting: watch::Receiver<bool>,
+    /// Fires when shutdown begins: tasks not yet started leave their message unacked.
+    pub shutdown: CancellationToken,
+    /// Fires when the grace period is over: running analyzers are asked to stop.
+    pub work_cancel: CancellationToken,
+}
+
+enum Step<T> {
+    Done(T),
+    /// Shutdown: leave the delivery unacked so the broker requeues it.
+    Abandon,
+}
+
+/// Retries an infrastructure step (Redis, broker) until it works or the grace period ends.
+async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    w: &Shared,
+    what: &str,
+    mut step: impl FnMut() -> F,
+) -> Step<T> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Ok(v) => return Step::Done(v),
+            Err(e) => {
+                tracing::warn!(error = %e, what, retry_in = ?delay, "infrastructure error; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = w.work_cancel.cancelled() => return Step::Abandon,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
+    let task: TaskMessage = match codec::decode(&d.data) {
+        Ok(t) => t,
+        Err(e) => return reject(&w, d, &format!("malformed task message: {e}")).await,
+    };
+    if task.v > SCHEMA_VERSION {
+        return reject(&w, d, &format!("task schema version {} is newer than this worker ({SCHEMA_VERSION})", task.v)).await;
+    }
+    // Wait while the GPU guard says no; on shutdown, leave the task to another worker.
+    let mut accepting = w.accepting.clone();
+    tokio::select! {
+        r = accepting.wait_for(|ok| *ok) => if r.is_err() { return },
+        _ = w.shutdown.cancelled() => return,
+    }
+    let Step::Done(existing) = persist(&w, "read outcome", || w.store.outcome(&task.job_id, &task.analyzer)).await else {
+        return;
+    };
+    if let Some(o) = existing {
+        // Already final (a redelivery, a duplicate publish, or a cancelled job): don't run again.
+        tracing::debug!(job_id = %task.job_id, analyzer = %task.analyzer, "already final; acking without running");
+        if notify(&w, &task, o.status).await {
+            ack(d).await;
+        }
+        return;
+    }
+
+    let in_flight = w.metrics.in_flight.get_or_create(&stage_labels(&stage)).clone();
+    in_flight.inc();
+    let outcome = run_task(&w, &task, &stage, &d).await;
+    in_flight.dec();
+    let Some(outcome) = outcome else { return };
+
+    let Step::Done(stored) = persist(&w, "store outcome", || w.store.put_outcome(&task.job_id, &task.analyzer, &outcome)).await
+    else {
+        return;
+    };
+    if stored {
+        w.metrics
+            .tasks_finished
+            .get_or_create(&OutcomeLabels { analyzer: task.analyzer.clone(), stage: stage.clone(), status: outcome.status.as_str().into() })
+            .inc();
+    }
+    tracing::info!(
+        job_id = %task.job_id, analyzer = %task.analyzer, status = outcome.status.as_str(),
+        duration_ms = outcome.duration_ms, attempts = outcome.attempts, backend = %outcome.backend, stored,
+        "task finished"
+    );
+    if notify(&w, &task, outcome.status).await {
+        ack(d).await;
+    }
+}
+
+/// Runs the analyzer with retries. `None`: leave the message unacked (shutdown) or it was
+/// requeued (out of GPU memory).
+async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> Option<Outcome> {
+    let cfg = w.config.analyzers.get(&task.analyzer);
+    let started_at_ms = now_ms();
+    let started = Instant::now();
+    let prior_runs = delivery_count(&d.properties);
+    let done = |status, result, error: Option<String>, attempts: u32, backend: String| Outcome {
+        status,
+        result,
+        error,
+        duration_ms: started.elapsed().as_millis() as u64,
+        worker: w.name.clone(),
+        attempts,
+        backend,
+        stage: stage.to_string(),
+        started_at_ms,
+        finished_at_ms: now_ms(),
+    };
+    let Some(analyzer) = w.registry.get(&task.analyzer).cloned() else {
+        let e = format!("no implementation of analyzer {:?} on worker {} (is it in config/fleet.toml?)", task.analyzer, w.name);
+        return Some(done(OutcomeStatus::Failed, None, Some(e), 0, "none".into()));
+    };
+    let backend = analyzer.backend().label();
+    let Step::Done(inputs) = persist(w, "read inputs", || w.store.outcomes_of(&task.job_id, &task.inputs)).await else {
+        return None;
+    };
+    let deps: std::collections::BTreeMap<String, serde_json::Value> = inputs
+        .into_iter()
+        .filter(|(_, o)| o.status == OutcomeStatus::Ok)
+        .map(|(k, o)| (k, o.result.unwrap_or_default()))
+        .collect();
+    let task_cancel = w.work_cancel.child_token();
+    let params = cfg.map(|c| c.params.clone()).unwrap_or_default();
+    let media = w.media.get(&task.job_id, &task.video);
+    let labels = task_labels(&task.analyzer, stage);
+    w.metrics.tasks_started.get_or_create(&labels).inc();
+
+    let attempts = AtomicU32::new(0);
+    let run_once = || async {
+        let n = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+        let ctx = TaskContext {
+            job_id: task.job_id.clone(),
+            analyzer: task.analyzer.clone(),
+            attempt: prior_runs + n,
+            video: task.video.clone(),
+            media: media.clone(),
+            deps: deps.clone(),
+            params: params.clone(),
+            cancel: task_cancel.clone(),
+        };
+        analyzer.run(&ctx).await
+    };
+    let retry = &w.config.retry;
+    let policy = ExponentialBuilder::default()
+        .with_min_delay(retry.initial_backoff)
+        .with_max_delay(retry.max_backoff)
+        .with_max_times(retry.max_attempts.max(1) as usize - 1)
+        .with_jitter();
+    let runs = run_once
+        .retry(policy)
+        .sleep(tokio::time::sleep)
+        .when(|e| matches!(e, AnalyzerError::Transient(_)))
+        .notify(|e, delay| {
+            w.metrics.task_retries.get_or_create(&labels).inc();
+            tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, error = %e, retry_in = ?delay, "analyzer failed; retrying");
+        });
+    let result = tokio::select! {
+        r = runs => r,
+        _ = task_cancel.cancelled() => return None,
+    };
+    if task_cancel.is_cancelled() {
+        // Grace period over mid-run: the task goes back to the queue unrecorded.
+        return None;
+    }
+    let attempts = attempts.load(Ordering::SeqCst);
+    w.metrics.task_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    let total_attempts = prior_runs + attempts;
+    Some(match result {
+        Ok(v) => done(OutcomeStatus::Ok, Some(v), None, total_attempts, backend),
+        Err(AnalyzerError::Skipped(e)) => done(OutcomeStatus::Skipped, None, Some(e), total_attempts, backend),
+        Err(AnalyzerError::Permanent(e)) => done(OutcomeStatus::Failed, None, Some(e), total_attempts, backend),
+        Err(AnalyzerError::Transient(e)) => {
+            done(OutcomeStatus::Failed, None, Some(format!("failed {attempts} times, last: {e}")), total_attempts, backend)
+        }
+        Err(AnalyzerError::Requeue(e)) => {
+            tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, error = %e, "resource shortage; requeueing");
+            requeue_copy(w, d).await;
+            return None;
+        }
+    })
+}
+
+/// Publishes a fresh copy (delivery count starts again) and acks the original: a resource
+/// shortage is not the task's fault and must not push it toward the dead-letter queue.
+async fn requeue_copy(w: &Shared, d: &Delivery) {
+    let queue = d.routing_key.as_str().to_string();
+    let props = d.properties.clone();
+    if let Step::Done(()) = persist(w, "requeue", || w.broker.publish("", &queue, &d.data, props.clone())).await {
+        let _ = d.ack(BasicAckOptions::default()).await;
+    }
+}
+
+/// Tells the dispatcher an outcome is final. False: give up (shutdown), leave unacked.
+async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
+    let notice = OutcomeNotice { v: SCHEMA_VERSION, job_id: task.job_id.clone(), analyzer: task.analyzer.clone(), status };
+    let Ok(body) = codec::encode(&notice) else { return false };
+    let queue = w.broker.topology().outcomes();
+    let mut headers = FieldTable::default();
+    TraceContext::default().inject(&mut headers);
+    let props = persistent(MSGPACK, headers);
+    matches!(persist(w, "notify", || w.broker.publish("", &queue, &body, props.clone())).await, Step::Done(()))
+}
+
+/// A task message that can never run goes to `{p}.dlq` with the reason; then it is acked.
+async fn reject(w: &Shared, d: Delivery, reason: &str) {
+    tracing::warn!(reason, "dead-lettering a task message");
+    let mut headers = d.properties.headers().clone().unwrap_or_default();
+    headers.insert(ShortString::from(REASON_HEADER), AMQPValue::LongString(LongString::from(reason)));
+    let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+    let props = persistent(&ct, headers);
+    let dlq = w.broker.topology().dlq();
+    if let Step::Done(()) = persist(w, "dead-letter", || w.broker.publish("", &dlq, &d.data, props.clone())).await {
+        w.metrics.dead_lettered.get_or_create(&ReasonLabels { reason: "rejected".into() }).inc();
+        ack(d).await;
+    }
+}
+
+async fn ack(d: Delivery) {
+    if let Err(e) = d.ack(BasicAckOptions::default()).await {
+        tracing::warn!(error = %e, "ack failed; the broker will redeliver and the task will be acked as already final");
+    }
+}
