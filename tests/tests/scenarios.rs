@@ -1,0 +1,10 @@
+//! The fleet's behaviour end to end, against the real RabbitMQ and Redis. Each scenario runs
+//! under its own queue/key prefix, so they run in parallel.
+
+mod scenarios {
+    mod concurrency;
+    mod crashes;
+    mod failures;
+    mod full_job;
+    mod intake;
+}
