@@ -7,4 +7,5 @@ mod scenarios {
     mod failures;
     mod full_job;
     mod intake;
+    mod outages;
 }

@@ -1,0 +1,60 @@
+//! Losing RabbitMQ or Redis mid-job is survived: reconnect with backoff, nothing acked that
+//! was not stored, every job completes. The outage is played by cutting a TCP proxy in
+//! front of the real services (the shared services stay up for the other tests).
+
+use std::time::Duration;
+
+use common::config::StageClass;
+use common::message::OutcomeStatus;
+use serde_json::json;
+use tests::{Fleet, Proxy, set_param};
+use worker::Backends;
+
+async fn outage_during_jobs(target: &'static str, is_amqp: bool) {
+    let proxy = Proxy::start(target).await;
+    let mut fleet = Fleet::new(|c| {
+        let names: Vec<String> = c.enabled_analyzers().map(|a| a.name.clone()).collect();
+        for n in names {
+            set_param(c, &n, "synthetic_secs", json!(0.2));
+        }
+    })
+    .await;
+    fleet.start_dispatcher().await;
+    // Only the workers go through the proxy.
+    let mut cfg = (*fleet.config).clone();
+    if is_amqp {
+        cfg.connections.amqp_url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    } else {
+        cfg.connections.redis_url = format!("redis://{}/", proxy.addr);
+    }
+    let main_config = std::mem::replace(&mut fleet.config, std::sync::Arc::new(cfg));
+    let b = Backends::Synthetic { scale: 1.0 };
+    fleet.start_worker(StageClass::Gpu, "gpu-1", b).await;
+    fleet.start_worker(StageClass::Cpu, "cpu-1", b).await;
+    fleet.config = main_config;
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(fleet.submit(json!({"video": format!("/v/{i}.mp4")})).await);
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    for id in &ids {
+        let outcomes = fleet.wait_completed(id, Duration::from_secs(90)).await;
+        assert_eq!(outcomes.len(), 22);
+        assert!(outcomes.values().all(|o| o.status == OutcomeStatus::Ok), "{outcomes:?}");
+    }
+    fleet.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_losing_rabbitmq() {
+    outage_during_jobs("127.0.0.1:5672", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_losing_redis() {
+    outage_during_jobs("127.0.0.1:6379", false).await;
+}
