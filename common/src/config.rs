@@ -377,8 +377,8 @@ impl FleetConfig {
         let g = &raw.gpu;
         let gpu = GpuConfig {
             memory_total_gb: g.memory_total_gb.unwrap_or(44.5),
-            warning: g.warning.clone().unwrap_or_else(|| "35GB".into()),
-            critical: g.critical.clone().unwrap_or_else(|| "40GB".into()),
+            warning: g.warning.clone().unwrap_or_else(|| "35GiB".into()),
+            critical: g.critical.clone().unwrap_or_else(|| "40GiB".into()),
         };
         if !problems.is_empty() {
             return Err(fail(problems));

@@ -1,7 +1,7 @@
 //! The Redis layout and its operations. Readable without our code (see README "Redis layout"):
 //!
 //! - `{p}:job:{id}`          hash: `status`, `video`, `total`, `created_at_ms`, `updated_at_ms`,
-//!                           `completed_at_ms`, `request` (JSON), `plan` (JSON), `metadata` (JSON)
+//!   `completed_at_ms`, `request` (JSON), `plan` (JSON), `metadata` (JSON), `traceparent`
 //! - `{p}:job:{id}:results`  hash: analyzer → JSON [`Outcome`]; the first final outcome wins (HSETNX)
 //! - `{p}:job:{id}:released` set: analyzers whose task was published to a stage queue
 //! - `{p}:idem:{key}`        string: job id of an idempotency key

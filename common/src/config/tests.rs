@@ -24,7 +24,7 @@ fn shipped_config_holds_the_seed() {
     assert_eq!(c.analyzers["speech_rate"].stage, "cpu", "the seed recommends CPU");
     assert_eq!(c.analyzers["qwen2_vl_temporal"].expected_secs, 110.0);
     assert_eq!(c.analyzers["temporal_flow"].needs, vec!["cut_analysis"]);
-    assert_eq!((c.gpu.warning.as_str(), c.gpu.critical.as_str()), ("35GB", "40GB"));
+    assert_eq!((c.gpu.warning.as_str(), c.gpu.critical.as_str()), ("35GiB", "40GiB"));
     assert!(!c.analyzers["composition_analysis"].enabled);
 }
 
