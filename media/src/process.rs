@@ -100,7 +100,14 @@ pub(crate) async fn run_tool(
 /// The useful part of ffmpeg's stderr for a message: its first distinct lines, shortened.
 pub(crate) fn stderr_summary(stderr: &str) -> String {
     let mut lines: Vec<&str> = Vec::new();
-    for line in stderr.lines().map(str::trim).filter(|l| !l.is_empty()) {
+    // "[mov,mp4,… @ 0x55d…] moov atom not found": the context and pointer say nothing to a user.
+    fn strip(l: &str) -> &str {
+        match (l.starts_with('['), l.find("] ")) {
+            (true, Some(end)) if l[..end].contains(" @ 0x") => l[end + 2..].trim(),
+            _ => l.trim(),
+        }
+    }
+    for line in stderr.lines().map(strip).filter(|l| !l.is_empty()) {
         if !lines.contains(&line) {
             lines.push(line);
         }
@@ -121,5 +128,20 @@ pub(crate) fn stderr_summary(stderr: &str) -> String {
         "no error output".into()
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stderr_summary;
+
+    #[test]
+    fn summary_drops_ffmpeg_context_prefixes_and_repeats() {
+        let err = "[mov,mp4,m4a @ 0x55d1] moov atom not found\n[h264 @ 0x1] bad\n[h264 @ 0x2] bad\nx.mp4: Invalid data\n";
+        assert_eq!(
+            stderr_summary(err),
+            "moov atom not found; bad; x.mp4: Invalid data"
+        );
+        assert_eq!(stderr_summary(""), "no error output");
     }
 }

@@ -50,18 +50,11 @@ async fn dominant_hue_per_shot() {
     assert!((overall.iter().map(|s| s.share).sum::<f32>() - 1.0).abs() < 1e-3);
 }
 
-/// A 2.5 s shot moving over a still texture, made by `graph` on input `[0]`.
-fn moving_shot(dir: &Path, tex: &Path, name: &str, graph: &str) -> PathBuf {
-    let inputs = [
-        "-loop",
-        "1",
-        "-framerate",
-        "30",
-        "-t",
-        "2.5",
-        "-i",
-        tex.to_str().unwrap(),
-    ];
+/// A shot of `seconds` moving over a still texture, made by `graph` on input `[0]`.
+fn moving_shot(dir: &Path, tex: &Path, name: &str, seconds: f64, graph: &str) -> PathBuf {
+    let t = seconds.to_string();
+    let tex = tex.to_str().unwrap();
+    let inputs = ["-loop", "1", "-framerate", "30", "-t", &t, "-i", tex];
     encode(dir, name, &inputs, &format!("[0]{graph}[v]"))
 }
 
@@ -97,7 +90,7 @@ async fn camera_pan_tilt_zoom_and_static() {
         ("zoom_out", zoom("1.5-0.006*on"), CameraMotion::ZoomOut),
     ];
     for (name, graph, expected) in cases {
-        let path = moving_shot(dir.path(), &tex, &format!("{name}.mp4"), &graph);
+        let path = moving_shot(dir.path(), &tex, &format!("{name}.mp4"), 2.0, &graph);
         let result = camera_analysis(&*frames(&path, MOTION_SPEC).await, &CameraConfig::default());
         let share = result.shares.get(&expected).copied().unwrap_or(0.0);
         assert_eq!(result.dominant, Some(expected), "{name}: {result:?}");
@@ -117,7 +110,7 @@ async fn effects_flash_freeze_and_fade() {
     let graph = "crop=320:180:x='100+t*60':y=200,fade=t=in:st=0:d=0.5,\
                  drawbox=x=0:y=0:w=iw:h=ih:color=white:t=fill:enable='between(n,30,31)',\
                  loop=loop=20:size=1:start=60,setpts=N/30/TB";
-    let path = moving_shot(dir.path(), &tex, "effects.mp4", graph);
+    let path = moving_shot(dir.path(), &tex, "effects.mp4", 2.5, graph);
     let f = frames(&path, MOTION_SPEC).await;
     let result = visual_effects(&f, &EffectsConfig::default());
     let find = |kind| {
@@ -152,8 +145,9 @@ async fn quality_tells_sharp_from_blurred_and_noisy() {
     let dir = tempfile::tempdir().unwrap();
     let tex = texture(dir.path(), "tex.png", "testsrc2=s=960x540:d=1");
     let clean = "scale=640:360:flags=lanczos,crop=320:180";
-    let shot =
-        |name: &str, extra: &str| moving_shot(dir.path(), &tex, name, &format!("{clean}{extra}"));
+    let shot = |name: &str, extra: &str| {
+        moving_shot(dir.path(), &tex, name, 1.5, &format!("{clean}{extra}"))
+    };
     let sharp = shot("sharp.mp4", "");
     let blurred = shot("blurred.mp4", ",boxblur=4");
     let noisy = shot("noisy.mp4", ",noise=alls=50:allf=t+u");
@@ -190,8 +184,8 @@ async fn quality_tells_sharp_from_blurred_and_noisy() {
 async fn temporal_flow_uses_what_is_present() {
     let dir = tempfile::tempdir().unwrap();
     let graph = format!(
-        "testsrc2=s={SIZE}:r=30:d=1.2[a];smptebars=s={SIZE}:r=30:d=2[b];\
-         color=c=0x205080:s={SIZE}:r=30:d=4.8[c];rgbtestsrc=s={SIZE}:r=30:d=4[d];\
+        "testsrc2=s={SIZE}:r=30:d=1.2[a];smptebars=s={SIZE}:r=30:d=1[b];\
+         color=c=0x205080:s={SIZE}:r=30:d=2.3[c];rgbtestsrc=s={SIZE}:r=30:d=1.5[d];\
          [a][b][c][d]concat=n=4:v=1:a=0[v]"
     );
     let path = encode(dir.path(), "flow.mp4", &[], &graph);
@@ -200,21 +194,25 @@ async fn temporal_flow_uses_what_is_present() {
         "text": "Stop scrolling! Here is the trick. It takes ten seconds.",
         "segments": [
             {"start": 0.3, "end": 1.5, "text": "Stop scrolling!"},
-            {"start": 2.0, "end": 4.0, "text": "Here is the trick."},
-            {"start": 8.0, "end": 10.0, "text": "It takes ten seconds."}
+            {"start": 2.0, "end": 3.0, "text": "Here is the trick."},
+            {"start": 4.0, "end": 5.0, "text": "It takes ten seconds."}
         ]
     });
-    let result = temporal_flow(&f, None, Some(&transcript), None, &FlowConfig::default());
+    let cfg = FlowConfig {
+        window_s: 2.5,
+        ..FlowConfig::default()
+    };
+    let result = temporal_flow(&f, None, Some(&transcript), None, &cfg);
     assert_eq!(result.cut_count, 3);
-    assert_eq!(result.hook.cuts, 1, "cut at 1.2 s is in the hook");
+    assert_eq!(result.hook.cuts, 2, "cuts at 1.2 and 2.2 s are in the hook");
     assert_eq!(result.speech.source, "transcript");
     assert_eq!(result.hook.speech_starts_s, Some(0.3));
     assert!(result.hook.signals.iter().any(|s| s.contains("speech")));
-    // 10 words over 5.2 s of speech.
+    // 10 words over 3.2 s of speech.
     let wpm = result.speech.words_per_minute.unwrap();
-    assert!((wpm - 10.0 * 60.0 / 5.2).abs() < 1.0, "{wpm}");
-    assert_eq!(result.rate_curve.len(), 3);
-    assert_eq!(result.rate_curve[0].cuts, 2);
+    assert!((wpm - 10.0 * 60.0 / 3.2).abs() < 1.0, "{wpm}");
+    let cuts: Vec<usize> = result.rate_curve.iter().map(|w| w.cuts).collect();
+    assert_eq!(cuts, [2, 1, 0]);
     assert!(
         result.missing.iter().any(|m| m.starts_with("text_overlay")),
         "{:?}",
@@ -222,7 +220,7 @@ async fn temporal_flow_uses_what_is_present() {
     );
     assert_eq!(result.hook.text_on_screen, None);
 
-    let bare = temporal_flow(&f, None, None, None, &FlowConfig::default());
+    let bare = temporal_flow(&f, None, None, None, &cfg);
     assert_eq!(bare.speech.source, "none");
     assert!(
         bare.missing
@@ -231,6 +229,6 @@ async fn temporal_flow_uses_what_is_present() {
     );
     assert!(bare.missing.iter().any(|m| m.starts_with("audio")));
     let ocr = json!({"texts": [{"text": "3 tricks", "first_s": 0.0, "last_s": 2.0}]});
-    let with_text = temporal_flow(&f, None, None, Some(&ocr), &FlowConfig::default());
+    let with_text = temporal_flow(&f, None, None, Some(&ocr), &cfg);
     assert_eq!(with_text.hook.text_on_screen, Some(true));
 }

@@ -216,7 +216,11 @@ async fn main() -> anyhow::Result<()> {
 
     let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut md = String::from("# Signal analyzers: speed\n\n");
@@ -225,7 +229,11 @@ async fn main() -> anyhow::Result<()> {
          Machine: {cpu_model}, {cores} cores (shared). CPU = user + system time of the process \
          and its ffmpeg children; analyzers run one after another on one thread.\n\n",
         out_path.display(),
-        if threads == 0 { String::new() } else { format!(" --ffmpeg-threads {threads}") },
+        if threads == 0 {
+            String::new()
+        } else {
+            format!(" --ffmpeg-threads {threads}")
+        },
     ));
     md.push_str(&format!(
         "Video: {SECONDS} s, {WIDTH}x{HEIGHT}, 30 fps, H.264 + AAC ({} bytes). ffmpeg threads: {}. \
@@ -253,6 +261,12 @@ async fn main() -> anyhow::Result<()> {
     md.push_str(&format!("| **decode total** | | **{decode_cpu:.2}** |\n"));
     md.push_str(&format!(
         "| **everything** | **{total_wall:.2}** | **{total_cpu:.2}** |\n\n"
+    ));
+    md.push_str(&format!(
+        "The generated patterns compress poorly: {:.1} Mbit/s, several times a typical short-form \
+         upload, and decoding (two passes over the video: every frame at 160 px for the motion \
+         family, a dozen full-size frames for quality) is most of the cost.\n\n",
+        probe.size_bytes as f64 * 8.0 / probe.duration_s / 1e6
     ));
     md.push_str(&format!(
         "Target: all signal analyzers with decode under 10 s CPU: {}; slowest analyzer {slowest:.2} s CPU \

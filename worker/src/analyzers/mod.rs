@@ -10,6 +10,7 @@ use common::config::FleetConfig;
 
 use crate::analyzer::Analyzer;
 
+pub mod signal;
 pub mod synthetic;
 
 /// Name → implementation, built once per worker process.
@@ -59,4 +60,6 @@ impl Registry {
     }
 }
 
-fn register_real(_reg: &mut Registry) {}
+fn register_real(reg: &mut Registry) {
+    signal::register(reg);
+}

@@ -23,11 +23,26 @@ const ON_SCREEN_TEXT: &str = "text_overlay";
 
 pub fn register(reg: &mut Registry) {
     use signal::specs;
-    reg.insert("cut_analysis", frames(specs::CUT_SPEC, signal::cut_analysis));
-    reg.insert("scene_segmentation", frames(specs::SCENE_SPEC, signal::scene_segmentation));
-    reg.insert("color_analysis", frames(specs::COLOR_SPEC, signal::color_analysis));
-    reg.insert("camera_analysis", frames(specs::CAMERA_SPEC, signal::camera_analysis));
-    reg.insert("visual_effects", frames(specs::EFFECTS_SPEC, signal::visual_effects));
+    reg.insert(
+        "cut_analysis",
+        frames(specs::CUT_SPEC, signal::cut_analysis),
+    );
+    reg.insert(
+        "scene_segmentation",
+        frames(specs::SCENE_SPEC, signal::scene_segmentation),
+    );
+    reg.insert(
+        "color_analysis",
+        frames(specs::COLOR_SPEC, signal::color_analysis),
+    );
+    reg.insert(
+        "camera_analysis",
+        frames(specs::CAMERA_SPEC, signal::camera_analysis),
+    );
+    reg.insert(
+        "visual_effects",
+        frames(specs::EFFECTS_SPEC, signal::visual_effects),
+    );
     reg.insert("audio_analysis", audio(signal::audio_analysis));
     reg.insert("audio_environment", audio(signal::audio_environment));
     reg.insert("sound_effects", audio(signal::sound_effects));
@@ -42,7 +57,10 @@ fn params<C: DeserializeOwned + Default>(ctx: &TaskContext) -> Result<C, Analyze
         serde_json::Value::Null => Ok(C::default()),
         serde_json::Value::Object(map) if map.is_empty() => Ok(C::default()),
         p => serde_json::from_value(p.clone()).map_err(|e| {
-            AnalyzerError::Permanent(format!("bad params for {} in the config: {e}", ctx.analyzer))
+            AnalyzerError::Permanent(format!(
+                "bad params for {} in the config: {e}",
+                ctx.analyzer
+            ))
         }),
     }
 }
@@ -87,7 +105,11 @@ where
     C: DeserializeOwned + Default + Send + Sync + 'static,
     R: Serialize + Send + 'static,
 {
-    Arc::new(FrameAnalyzer { spec, analyze, _config: PhantomData })
+    Arc::new(FrameAnalyzer {
+        spec,
+        analyze,
+        _config: PhantomData,
+    })
 }
 
 #[async_trait]
@@ -118,7 +140,10 @@ where
     C: DeserializeOwned + Default + Send + Sync + 'static,
     R: Serialize + Send + 'static,
 {
-    Arc::new(AudioAnalyzer { analyze, _config: PhantomData })
+    Arc::new(AudioAnalyzer {
+        analyze,
+        _config: PhantomData,
+    })
 }
 
 #[async_trait]
@@ -154,7 +179,10 @@ impl Analyzer for ContentQuality {
         if !probe.has_video {
             return Err(MediaError::NoVideoStream.into());
         }
-        let frames = ctx.media.frames(signal::specs::quality_spec(probe.duration_s)).await?;
+        let frames = ctx
+            .media
+            .frames(signal::specs::quality_spec(probe.duration_s))
+            .await?;
         blocking(move || signal::content_quality(&frames, &probe, &cfg)).await
     }
 }
@@ -174,7 +202,13 @@ impl Analyzer for TemporalFlow {
         let transcript = dep(ctx, TRANSCRIPT).cloned();
         let text = dep(ctx, ON_SCREEN_TEXT).cloned();
         blocking(move || {
-            signal::temporal_flow(&frames, audio.as_deref(), transcript.as_ref(), text.as_ref(), &cfg)
+            signal::temporal_flow(
+                &frames,
+                audio.as_deref(),
+                transcript.as_ref(),
+                text.as_ref(),
+                &cfg,
+            )
         })
         .await
     }
@@ -192,6 +226,7 @@ impl Analyzer for CtaDetection {
         let cfg: signal::CtaConfig = params(ctx)?;
         let transcript = dep(ctx, TRANSCRIPT).cloned();
         let text = dep(ctx, ON_SCREEN_TEXT).cloned();
-        blocking(move || signal::comment_cta_detection(transcript.as_ref(), text.as_ref(), &cfg)).await
+        blocking(move || signal::comment_cta_detection(transcript.as_ref(), text.as_ref(), &cfg))
+            .await
     }
 }
