@@ -8,4 +8,5 @@ mod scenarios {
     mod full_job;
     mod intake;
     mod outages;
+    mod real_media;
 }
