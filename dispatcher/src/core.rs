@@ -21,6 +21,7 @@ use common::topology::{EVENT_CANCELLED, EVENT_COMPLETED};
 use common::{Store, now_ms};
 use lapin::types::FieldTable;
 use tokio::sync::Mutex;
+use tracing::Instrument;
 
 /// Worker name written into outcomes the dispatcher decides itself.
 pub const DISPATCHER: &str = "dispatcher";
@@ -92,8 +93,21 @@ impl Core {
         &self.locks[h.finish() as usize % LOCK_STRIPES]
     }
 
-    /// Validates a request, records the job (once) and publishes its first tasks.
+    /// Validates a request, records the job (once) and publishes its first tasks. `trace` is
+    /// the caller's context: the job's `intake` span continues it, and is the job's root.
     pub async fn submit(
+        &self,
+        req: JobRequest,
+        id_hint: Option<String>,
+        trace: TraceContext,
+    ) -> Result<Submitted, SubmitError> {
+        let span =
+            tracing::info_span!("intake", job.id = tracing::field::Empty, video = %req.video);
+        trace.set_as_parent(&span);
+        self.accept(req, id_hint, trace).instrument(span).await
+    }
+
+    async fn accept(
         &self,
         req: JobRequest,
         id_hint: Option<String>,
@@ -109,6 +123,7 @@ impl Core {
             validate_id("idempotency_key", key).map_err(SubmitError::Invalid)?;
             job_id = self.store.claim_idempotency_key(key, &job_id).await?;
         }
+        tracing::Span::current().record("job.id", job_id.as_str());
         let plan: Vec<PlannedTask> = analyzers
             .iter()
             .map(|name| {
@@ -134,7 +149,8 @@ impl Core {
             request: serde_json::to_value(&req).unwrap_or_default(),
             plan,
             metadata: req.metadata.clone().unwrap_or(serde_json::Value::Null),
-            traceparent: trace.traceparent.clone(),
+            // The intake span, not the caller's: every later step of the job joins this trace.
+            traceparent: TraceContext::current().or(trace).traceparent,
         };
         let created = self.store.create_job(&meta).await?;
         if created {
@@ -148,6 +164,7 @@ impl Core {
 
     /// Brings a job forward from what Redis says: skip dependents of failed hard
     /// dependencies, publish tasks whose dependencies are all final, complete the job.
+    #[tracing::instrument(name = "advance", skip_all, fields(job.id = %job_id))]
     pub async fn advance(&self, job_id: &str) -> Result<(), AdvanceError> {
         let _guard = self.lock_for(job_id).lock().await;
         let Some(meta) = self.store.job(job_id).await? else {
@@ -159,7 +176,7 @@ impl Core {
             return Ok(());
         }
         let released = self.store.released(job_id).await?;
-        let trace = TraceContext { traceparent: meta.traceparent.clone(), tracestate: None };
+        let trace = job_trace(&meta);
 
         // Skips can make further tasks final or ready, so iterate to a fixed point.
         let mut to_publish: Vec<&PlannedTask> = Vec::new();
@@ -206,6 +223,11 @@ impl Core {
         Ok(())
     }
 
+    #[tracing::instrument(
+        name = "publish",
+        skip_all,
+        fields(otel.kind = "producer", job.id = %meta.id, analyzer = %task.analyzer, stage = %task.stage)
+    )]
     async fn publish_task(&self, meta: &JobMeta, task: &PlannedTask, trace: &TraceContext) -> Result<(), AdvanceError> {
         let msg = TaskMessage {
             v: SCHEMA_VERSION,
@@ -218,7 +240,9 @@ impl Core {
         };
         let body = codec::encode(&msg).map_err(|e| StoreError::Corrupt { key: meta.id.clone(), reason: e.to_string() })?;
         let mut headers = FieldTable::default();
-        trace.inject(&mut headers);
+        TraceContext::current()
+            .or(trace.clone())
+            .inject(&mut headers);
         let props = persistent(MSGPACK, headers)
             .with_message_id(format!("{}/{}", meta.id, task.analyzer).into());
         let queue = self.broker.topology().stage_queue(&task.stage);
@@ -229,6 +253,7 @@ impl Core {
 
     /// Publishes the job's event, then records the final status (a crash in between
     /// republishes the event: events are at-least-once).
+    #[tracing::instrument(name = "complete", skip_all, fields(job.id = %meta.id, outcome = status.as_str()))]
     async fn finish(&self, meta: &JobMeta, outcomes: &BTreeMap<String, Outcome>, status: JobStatus) -> Result<(), AdvanceError> {
         let now = now_ms();
         let pick = |s: OutcomeStatus| -> BTreeMap<String, String> {
@@ -255,7 +280,9 @@ impl Core {
         };
         let body = serde_json::to_vec(&event).unwrap_or_default();
         let mut headers = FieldTable::default();
-        TraceContext { traceparent: meta.traceparent.clone(), tracestate: None }.inject(&mut headers);
+        TraceContext::current()
+            .or(job_trace(meta))
+            .inject(&mut headers);
         let props = persistent(JSON, headers).with_message_id(format!("{}/{}", meta.id, event_name).into());
         let exchange = self.broker.topology().events();
         match self.broker.publish(&exchange, key, &body, props).await {
@@ -280,16 +307,31 @@ impl Core {
         if meta.status.is_final() {
             return Ok(Some(meta.status));
         }
-        let mut outcomes = self.store.outcomes(job_id).await?;
-        for task in &meta.plan {
-            if !outcomes.contains_key(&task.analyzer) {
-                let o = decided(OutcomeStatus::Skipped, "job cancelled".into(), &task.stage);
-                self.store.put_outcome(job_id, &task.analyzer, &o).await?;
+        // A cancel arrives from outside the job (HTTP): its span joins the job's trace.
+        let span = tracing::info_span!("cancel", job.id = %job_id);
+        job_trace(&meta).set_as_parent(&span);
+        async {
+            let mut outcomes = self.store.outcomes(job_id).await?;
+            for task in &meta.plan {
+                if !outcomes.contains_key(&task.analyzer) {
+                    let o = decided(OutcomeStatus::Skipped, "job cancelled".into(), &task.stage);
+                    self.store.put_outcome(job_id, &task.analyzer, &o).await?;
+                }
             }
+            outcomes = self.store.outcomes(job_id).await?;
+            self.finish(&meta, &outcomes, JobStatus::Cancelled).await
         }
-        outcomes = self.store.outcomes(job_id).await?;
-        self.finish(&meta, &outcomes, JobStatus::Cancelled).await?;
+        .instrument(span)
+        .await?;
         Ok(Some(JobStatus::Cancelled))
+    }
+
+    /// The job's root trace context (its intake span), for steps whose message carried none.
+    pub async fn job_trace(&self, job_id: &str) -> TraceContext {
+        match self.store.job(job_id).await {
+            Ok(Some(meta)) => job_trace(&meta),
+            _ => TraceContext::default(),
+        }
     }
 
     /// A task that was dead-lettered (workers crashed on it `delivery_limit` times) becomes
@@ -304,6 +346,13 @@ impl Core {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, deliveries, "task dead-lettered; recorded as failed");
         }
         self.advance(&task.job_id).await
+    }
+}
+
+fn job_trace(meta: &JobMeta) -> TraceContext {
+    TraceContext {
+        traceparent: meta.traceparent.clone(),
+        tracestate: None,
     }
 }
 

@@ -16,6 +16,7 @@ use common::topology::REASON_HEADER;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use lapin::types::{AMQPValue, LongString, ShortString};
+use tracing::Instrument;
 
 use crate::core::{Core, SubmitError};
 
@@ -74,8 +75,36 @@ pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
         Ok(n) => n,
         Err(e) => return dead_letter(&core, d, &format!("malformed outcome notice: {e}")).await,
     };
-    if retrying(&core, || core.advance(&notice.job_id)).await.is_some() {
-        ack(d).await;
+    let span = tracing::info_span!(
+        "outcome",
+        otel.kind = "consumer",
+        job.id = %notice.job_id,
+        analyzer = %notice.analyzer,
+        outcome = notice.status.as_str()
+    );
+    continue_job(&core, &d, &notice.job_id)
+        .await
+        .set_as_parent(&span);
+    async {
+        if retrying(&core, || core.advance(&notice.job_id))
+            .await
+            .is_some()
+        {
+            ack(d).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// The parent of a job step's span: the message's trace context, or the job's own trace
+/// when the message carried none (a publisher without tracing).
+async fn continue_job(core: &Core, d: &Delivery, job_id: &str) -> TraceContext {
+    let incoming = TraceContext::from_props(&d.properties);
+    if incoming.is_valid() {
+        incoming
+    } else {
+        core.job_trace(job_id).await
     }
 }
 
@@ -83,6 +112,12 @@ pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
 /// outcomes; everything also stays in `{p}.dlq` for the operator.
 pub async fn on_dead(core: Arc<Core>, d: Delivery) {
     let from_queue = first_death_queue(&d.properties).unwrap_or_default();
+    let span = tracing::info_span!("dead", otel.kind = "consumer", queue = %from_queue);
+    TraceContext::from_props(&d.properties).set_as_parent(&span);
+    handle_dead(core, d, from_queue).instrument(span).await
+}
+
+async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
     let topo = core.broker.topology();
     core.metrics.dead_lettered.get_or_create(&common::metrics::ReasonLabels { reason: "delivery_limit".into() }).inc();
     if from_queue == topo.outcomes() {
@@ -109,6 +144,7 @@ pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
     tracing::warn!(reason, "dead-lettering a message");
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     headers.insert(ShortString::from(REASON_HEADER), AMQPValue::LongString(LongString::from(reason)));
+    TraceContext::current().inject(&mut headers);
     let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
     let mut props = persistent(&ct, headers);
     if let Some(id) = d.properties.message_id() {

@@ -19,7 +19,8 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::telemetry::init("dispatcher");
+    // Early returns flush it on drop.
+    let telemetry = common::telemetry::init("dispatcher");
     let config = match FleetConfig::load(&args.config, |k| std::env::var(k).ok()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -36,7 +37,10 @@ async fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(common::telemetry::shutdown_on_signals(shutdown.clone()));
-    match dispatcher::run(config, listener, shutdown).await {
+    let result = dispatcher::run(config, listener, shutdown).await;
+    // The last spans (the drain, the job completions) leave before the process does.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dispatcher: {e:#}");

@@ -51,7 +51,8 @@ async fn main() -> ExitCode {
         Class::Gpu => StageClass::Gpu,
         Class::Cpu => StageClass::Cpu,
     };
-    common::telemetry::init(&format!("worker-{class}"));
+    // Early returns flush it on drop.
+    let telemetry = common::telemetry::init(&format!("worker-{class}"));
     let config = match FleetConfig::load(&args.config, |k| std::env::var(k).ok()) {
         Ok(c) => Arc::new(c),
         Err(e) => {
@@ -99,7 +100,10 @@ async fn main() -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(common::telemetry::shutdown_on_signals(shutdown.clone()));
     let opts = WorkerOptions { class, name, backends };
-    match worker::run(config, opts, health, accepting, metrics, shutdown).await {
+    let result = worker::run(config, opts, health, accepting, metrics, shutdown).await;
+    // The last spans (the drained tasks) leave before the process does.
+    telemetry.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("worker: {e:#}");

@@ -24,6 +24,8 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use media::MediaCache;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::analyzer::{AnalyzerError, TaskContext};
 use crate::analyzers::Registry;
@@ -74,10 +76,29 @@ async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result
 }
 
 pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
+    let span = tracing::info_span!(
+        "task",
+        otel.kind = "consumer",
+        job.id = Empty,
+        analyzer = Empty,
+        stage = %stage,
+        worker = %w.name,
+        attempt = delivery_count(&d.properties) + 1,
+        outcome = Empty
+    );
+    // The publishing span (the dispatcher's) is the parent: the task joins the job's trace.
+    TraceContext::from_props(&d.properties).set_as_parent(&span);
+    handle_task(w, stage, d).instrument(span).await
+}
+
+async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
     let task: TaskMessage = match codec::decode(&d.data) {
         Ok(t) => t,
         Err(e) => return reject(&w, d, &format!("malformed task message: {e}")).await,
     };
+    let span = tracing::Span::current();
+    span.record("job.id", task.job_id.as_str())
+        .record("analyzer", task.analyzer.as_str());
     if task.v > SCHEMA_VERSION {
         return reject(&w, d, &format!("task schema version {} is newer than this worker ({SCHEMA_VERSION})", task.v)).await;
     }
@@ -91,6 +112,7 @@ pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
         return;
     };
     if let Some(o) = existing {
+        span.record("outcome", o.status.as_str());
         // Already final (a redelivery, a duplicate publish, or a cancelled job): don't run again.
         tracing::debug!(job_id = %task.job_id, analyzer = %task.analyzer, "already final; acking without running");
         if notify(&w, &task, o.status).await {
@@ -104,8 +126,19 @@ pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
     let outcome = run_task(&w, &task, &stage, &d).await;
     in_flight.dec();
     let Some(outcome) = outcome else { return };
+    span.record("outcome", outcome.status.as_str());
 
-    let Step::Done(stored) = persist(&w, "store outcome", || w.store.put_outcome(&task.job_id, &task.analyzer, &outcome)).await
+    let store = tracing::info_span!(
+        "store",
+        job.id = %task.job_id,
+        analyzer = %task.analyzer,
+        outcome = outcome.status.as_str()
+    );
+    let Step::Done(stored) = persist(&w, "store outcome", || {
+        w.store.put_outcome(&task.job_id, &task.analyzer, &outcome)
+    })
+    .instrument(store)
+    .await
     else {
         return;
     };
@@ -176,7 +209,9 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
             params: params.clone(),
             cancel: task_cancel.clone(),
         };
-        analyzer.run(&ctx).await
+        // Media fetch/decode happens inside the analyzer (shared per job), so it is in here too.
+        let span = tracing::info_span!("analyze", analyzer = %task.analyzer, attempt = ctx.attempt, backend = %backend);
+        analyzer.run(&ctx).instrument(span).await
     };
     let retry = &w.config.retry;
     let policy = ExponentialBuilder::default()
@@ -222,7 +257,9 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
 /// shortage is not the task's fault and must not push it toward the dead-letter queue.
 async fn requeue_copy(w: &Shared, d: &Delivery) {
     let queue = d.routing_key.as_str().to_string();
-    let props = d.properties.clone();
+    let mut headers = d.properties.headers().clone().unwrap_or_default();
+    TraceContext::current().inject(&mut headers);
+    let props = d.properties.clone().with_headers(headers);
     if let Step::Done(()) = persist(w, "requeue", || w.broker.publish("", &queue, &d.data, props.clone())).await {
         let _ = d.ack(BasicAckOptions::default()).await;
     }
@@ -233,10 +270,22 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
     let notice = OutcomeNotice { v: SCHEMA_VERSION, job_id: task.job_id.clone(), analyzer: task.analyzer.clone(), status };
     let Ok(body) = codec::encode(&notice) else { return false };
     let queue = w.broker.topology().outcomes();
+    let span = tracing::info_span!(
+        "notify",
+        otel.kind = "producer",
+        job.id = %task.job_id,
+        analyzer = %task.analyzer,
+        outcome = status.as_str()
+    );
     let mut headers = FieldTable::default();
-    TraceContext::default().inject(&mut headers);
+    TraceContext::of(&span).inject(&mut headers);
     let props = persistent(MSGPACK, headers);
-    matches!(persist(w, "notify", || w.broker.publish("", &queue, &body, props.clone())).await, Step::Done(()))
+    let sent = persist(w, "notify", || {
+        w.broker.publish("", &queue, &body, props.clone())
+    })
+    .instrument(span)
+    .await;
+    matches!(sent, Step::Done(()))
 }
 
 /// A task message that can never run goes to `{p}.dlq` with the reason; then it is acked.
@@ -244,6 +293,7 @@ async fn reject(w: &Shared, d: Delivery, reason: &str) {
     tracing::warn!(reason, "dead-lettering a task message");
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     headers.insert(ShortString::from(REASON_HEADER), AMQPValue::LongString(LongString::from(reason)));
+    TraceContext::current().inject(&mut headers);
     let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
     let props = persistent(&ct, headers);
     let dlq = w.broker.topology().dlq();
