@@ -143,7 +143,10 @@ pub fn init(default_service: &str) -> TelemetryGuard {
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer(TRACER_NAME))
         .with_filter(traced);
+    // Colours only on a terminal: `fleet up` and log collectors read plain lines.
     let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .with_filter(logs);
     let _ = tracing_subscriber::registry()

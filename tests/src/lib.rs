@@ -200,6 +200,12 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// Children's logs reach the terminal only with `FLEET_TEST_LOGS=1` (they would bury the
+/// test report otherwise).
+pub fn child_logs() -> Stdio {
+    if std::env::var_os("FLEET_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() }
+}
+
 /// A worker binary running as a child process.
 pub struct WorkerProcess {
     pub child: Child,
@@ -218,7 +224,7 @@ impl WorkerProcess {
             .env("FLEET_METRICS_LISTEN", metrics_listen)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(child_logs());
         let child = cmd.spawn().expect("spawn worker binary");
         WorkerProcess { child, name: name.into() }
     }

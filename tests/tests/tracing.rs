@@ -125,7 +125,7 @@ impl Process {
             .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(tests::child_logs());
         Process {
             name,
             child: cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}")),
