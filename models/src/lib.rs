@@ -36,4 +36,4 @@ pub use config::{ModelFile, ModelsConfig, ProviderPreference};
 pub use error::{ErrorClass, ModelError};
 pub use params::Params;
 pub use registry::ModelRegistry;
-pub use runtime::{Input, LoadedModel, Output, Provider};
+pub use runtime::{Input, LoadedModel, Output, Provider, Tuning};

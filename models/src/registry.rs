@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::config::{ModelFile, ModelsConfig};
 use crate::error::ModelError;
-use crate::runtime::LoadedModel;
+use crate::runtime::{LoadedModel, Provider, Tuning};
 
 /// Every loaded model of this process, by file. Loading takes a per-file lock, so two tasks
 /// asking for a cold model at once load it once.
@@ -17,6 +17,7 @@ pub struct ModelRegistry {
     config: ModelsConfig,
     models: Mutex<HashMap<PathBuf, Arc<LoadedModel>>>,
     loading: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    expected: OnceLock<Provider>,
 }
 
 /// What is loaded now, for metrics and the CLI.
@@ -33,6 +34,7 @@ impl ModelRegistry {
             config,
             models: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
+            expected: OnceLock::new(),
         });
         spawn_reaper(Arc::downgrade(&registry));
         registry
@@ -56,17 +58,34 @@ impl ModelRegistry {
         &self.config
     }
 
-    /// The session for `file`, loading (and sha256-checking) it on first use.
-    pub fn get(&self, file: &ModelFile) -> Result<Arc<LoadedModel>, ModelError> {
-        self.get_with_threads(file, None)
+    /// The execution provider this process's sessions run on (or will, once loaded), for
+    /// labelling outcomes before any model ran.
+    pub fn expected_provider(&self) -> Provider {
+        if let Some(m) = self
+            .models
+            .lock()
+            .expect("registry poisoned")
+            .values()
+            .next()
+        {
+            return m.provider;
+        }
+        *self
+            .expected
+            .get_or_init(|| crate::runtime::expected_provider(&self.config))
     }
 
-    /// Like [`get`](Self::get), with the session's intra-op thread count set for this model
-    /// (small sequential models run faster on one thread).
-    pub fn get_with_threads(
+    /// The session for `file`, loading (and sha256-checking) it on first use.
+    pub fn get(&self, file: &ModelFile) -> Result<Arc<LoadedModel>, ModelError> {
+        self.get_tuned(file, Tuning::default())
+    }
+
+    /// Like [`get`](Self::get), with session settings for this model (applied when it is
+    /// loaded; a model already loaded keeps its settings).
+    pub fn get_tuned(
         &self,
         file: &ModelFile,
-        intra_threads: Option<usize>,
+        tuning: Tuning,
     ) -> Result<Arc<LoadedModel>, ModelError> {
         if let Some(m) = self
             .models
@@ -95,7 +114,7 @@ impl ModelRegistry {
             return Ok(m.clone());
         }
         let started = Instant::now();
-        let model = Arc::new(LoadedModel::load(&self.config, file, intra_threads)?);
+        let model = Arc::new(LoadedModel::load(&self.config, file, tuning)?);
         tracing::info!(
             model = %file.path.display(),
             provider = model.provider.label(),

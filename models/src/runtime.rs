@@ -76,12 +76,35 @@ fn candidates(pref: ProviderPreference) -> Vec<Provider> {
     }
 }
 
+/// The provider sessions will get: the first preferred one the loaded library offers. Loads
+/// the library if needed; without one, CPU (which is what a fixed setup would give).
+pub(crate) fn expected_provider(cfg: &ModelsConfig) -> Provider {
+    if environment(cfg).is_err() {
+        return Provider::Cpu;
+    }
+    candidates(cfg.provider)
+        .into_iter()
+        .find(|p| available(*p))
+        .unwrap_or(Provider::Cpu)
+}
+
 fn available(p: Provider) -> bool {
     match p {
         Provider::Cpu => true,
         Provider::Cuda => ep::CUDA::is_available().unwrap_or(false),
         Provider::TensorRt => ep::TensorRT::is_available().unwrap_or(false),
     }
+}
+
+/// Per-model session settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning {
+    /// Intra-op threads for this model (default: the process setting).
+    pub intra_threads: Option<usize>,
+    /// Treat subnormal floats as zero. Recurrent states decaying in silence become subnormal,
+    /// and subnormal arithmetic is many times slower on x86; their value is below anything a
+    /// threshold can see.
+    pub flush_to_zero: bool,
 }
 
 /// A loaded model: one session, its provider, and what the model declares.
@@ -116,9 +139,9 @@ impl LoadedModel {
     pub(crate) fn load(
         cfg: &ModelsConfig,
         file: &ModelFile,
-        intra_threads: Option<usize>,
+        tuning: Tuning,
     ) -> Result<Self, ModelError> {
-        let threads = intra_threads.unwrap_or(cfg.intra_threads);
+        let threads = tuning.intra_threads.unwrap_or(cfg.intra_threads);
         file.verify()?;
         let env = environment(cfg)?;
         let mut last_err = String::new();
@@ -126,7 +149,7 @@ impl LoadedModel {
             if !available(provider) {
                 continue;
             }
-            match build(&env, cfg, provider, threads, &file.path) {
+            match build(&env, cfg, provider, threads, tuning, &file.path) {
                 Ok(session) => return Self::from_session(file.clone(), provider, session),
                 Err(e) => {
                     tracing::warn!(model = %file.path.display(), provider = provider.label(), error = %e, "execution provider failed, trying the next");
@@ -225,8 +248,8 @@ impl LoadedModel {
 
     /// Runs the model on positional inputs and copies every output out as f32.
     pub fn run(&self, inputs: &[Input<'_>]) -> Result<Vec<Output>, ModelError> {
-        let model = self.name();
-        let err = |e: ort::Error| ModelError::inference(&model, e);
+        // The name is only built on failure: this runs once per 32 ms window for the VAD.
+        let err = |e: ort::Error| ModelError::inference(&self.name(), e);
         let mut values: Vec<(Cow<'_, str>, SessionInputValue<'_>)> =
             Vec::with_capacity(inputs.len());
         for (input, (name, _)) in inputs.iter().zip(&self.inputs) {
@@ -260,6 +283,7 @@ fn build(
     cfg: &ModelsConfig,
     provider: Provider,
     threads: usize,
+    tuning: Tuning,
     path: &Path,
 ) -> Result<Session, String> {
     let s = |e: ort::Error| e.to_string();
@@ -268,6 +292,9 @@ fn build(
         builder = builder
             .with_intra_threads(threads)
             .map_err(|e| e.to_string())?;
+    }
+    if tuning.flush_to_zero {
+        builder = builder.with_flush_to_zero().map_err(|e| e.to_string())?;
     }
     let eps = match provider {
         Provider::Cpu => vec![],

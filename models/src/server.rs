@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 use crate::error::ErrorClass;
 use crate::params::Params;
 
+/// The HTTP client type, so callers need no `reqwest` dependency of their own.
+pub use reqwest::Client;
+
 pub const DEFAULT_TIMEOUT_S: f64 = 120.0;
 pub const DEFAULT_RETRIES: usize = 2;
 /// Frames sent per request: Qwen2-VL handles a handful of images per prompt well.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::ModelError;
 use crate::params::Params;
 use crate::registry::ModelRegistry;
-use crate::runtime::{Input, LoadedModel};
+use crate::runtime::{Input, LoadedModel, Tuning};
 
 /// Samples per window at 16 kHz, and the samples of the previous window the model also sees.
 const WINDOW: usize = 512;
@@ -77,7 +77,11 @@ impl Vad {
         // One thread: the model is tiny and runs window by window, where thread hand-offs would
         // cost more than they save (the silero package makes the same choice).
         let file = registry.config().fetched_model("silero.vad")?;
-        let model = registry.get_with_threads(&file, Some(1))?;
+        let tuning = Tuning {
+            intra_threads: Some(1),
+            flush_to_zero: true,
+        };
+        let model = registry.get_tuned(&file, tuning)?;
         model.expect_input(0, &[None, None], "Silero VAD")?;
         Ok(Self { model })
     }

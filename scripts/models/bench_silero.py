@@ -1,7 +1,9 @@
 """The silero-vad package's own pipeline (ONNX model) on raw audio, for `bench-models`.
 
-Reads AUDIO (f32 little-endian, 16 kHz mono) and prints JSON: speech segments in samples, the
-load time and the time of `get_speech_timestamps` (after one warm-up call).
+Loads AUDIO (f32 little-endian, 16 kHz mono) and the model, runs one warm-up, prints
+`{"load_s": ...}`, then for every line `run` on stdin runs `get_speech_timestamps` once and
+prints `{"total_s": ..., "segments": [[start, end], ...]}`. The benchmark alternates these runs
+with its own, so both sides see the same load on a shared machine.
 
 Usage: python bench_silero.py AUDIO
 """
@@ -22,16 +24,14 @@ def main() -> int:
     model = load_silero_vad(onnx=True)
     audio = torch.from_numpy(samples)
     get_speech_timestamps(audio[:16000], model, sampling_rate=16000)
-    load_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    segments = get_speech_timestamps(audio, model, sampling_rate=16000)
-    total_s = time.perf_counter() - t0
-    print(json.dumps({
-        "load_s": load_s,
-        "total_s": total_s,
-        "segments": [[s["start"], s["end"]] for s in segments],
-        "torch_threads": torch.get_num_threads(),
-    }))
+    print(json.dumps({"load_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads()}), flush=True)
+    for line in sys.stdin:
+        if line.strip() != "run":
+            continue
+        t0 = time.perf_counter()
+        segments = get_speech_timestamps(audio, model, sampling_rate=16000)
+        total_s = time.perf_counter() - t0
+        print(json.dumps({"total_s": total_s, "segments": [[s["start"], s["end"]] for s in segments]}), flush=True)
     return 0
 
 

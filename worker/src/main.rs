@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 use worker::{Backends, WorkerOptions};
 
 const GUARD_INTERVAL: Duration = Duration::from_millis(500);
+/// Above the warning threshold, models unused this long are unloaded.
+const IDLE_UNDER_PRESSURE: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Class {
@@ -140,6 +142,7 @@ fn pin_gpu(
     let m = metrics.clone();
     let label = GpuLabels { gpu: pinned.uuid().to_string() };
     tokio::spawn(async move {
+        let mut last_state = gpu::GuardState::Normal;
         loop {
             {
                 let r = readings.borrow_and_update().clone();
@@ -148,6 +151,18 @@ fn pin_gpu(
                 m.gpu_utilization_percent.get_or_create(&label).set(r.utilization_percent.unwrap_or(0) as i64);
                 m.gpu_temperature_celsius.get_or_create(&label).set(r.temperature_celsius.unwrap_or(0) as i64);
                 let s = *states.borrow_and_update();
+                if s != last_state {
+                    // Model residency: models stay warm while there is room; memory pressure
+                    // unloads the idle ones (warning) or all (critical; in-flight runs keep theirs).
+                    let registry = models::ModelRegistry::global();
+                    let freed = match s {
+                        gpu::GuardState::Warning => registry.unload_idle(IDLE_UNDER_PRESSURE),
+                        gpu::GuardState::Paused => registry.unload_all(),
+                        gpu::GuardState::Normal => 0,
+                    };
+                    tracing::info!(state = s.as_str(), models_unloaded = freed, "GPU memory guard");
+                    last_state = s;
+                }
                 m.gpu_paused.get_or_create(&label).set(i64::from(!s.accepts_work()));
                 let _ = tx.send(s.accepts_work());
             }

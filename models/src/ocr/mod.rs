@@ -84,8 +84,8 @@ pub struct Line {
 #[derive(Debug, Clone, Serialize)]
 pub struct OverlayText {
     pub text: String,
-    /// Mean recognition confidence over its frames.
-    pub confidence: f32,
+    /// Mean recognition confidence over its frames (4 decimals).
+    pub confidence: f64,
     /// `[x, y, width, height]` in frame pixels where it was first seen.
     pub bbox: [f32; 4],
     pub first_s: f64,
@@ -396,7 +396,7 @@ pub fn track(per_frame: &[Vec<Line>], times: &[f64], max_gap: usize) -> Vec<Over
             .then(a.bbox[1].total_cmp(&b.bbox[1]))
     });
     fn finish(mut t: OverlayText, conf_sum: f32) -> OverlayText {
-        t.confidence = ((conf_sum / t.frames as f32) * 1e4).round() / 1e4;
+        t.confidence = ((conf_sum as f64 / t.frames as f64) * 1e4).round() / 1e4;
         t
     }
     done

@@ -110,3 +110,53 @@ async fn bad_videos_fail_or_skip_each_analyzer_clearly() {
     fleet.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A spoken sentence under an overlay that says "LINK IN BIO": OCR (ONNX Runtime) reads the
+/// overlay, CTA detection finds it through the OCR result it uses, VAD-based speech analyzers
+/// hear speech, and model-server analyzers without an endpoint are skipped saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
+    assert!(
+        std::env::var_os("ORT_DYLIB_PATH").is_some(),
+        "ORT_DYLIB_PATH is not set: run scripts/setup-models.sh (make test does) and export it"
+    );
+    let dir = workdir();
+    let wav = dir.join("speech.wav");
+    let spoken = "Hello and welcome. Today I show you three tricks for better videos. Follow for more.";
+    let ok = Command::new("espeak-ng").arg("-w").arg(&wav).arg(spoken).status().expect("espeak-ng (make services)");
+    assert!(ok.success());
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+    let video = dir.join("talk.mp4");
+    let vf = format!("drawtext=fontfile={font}:text='LINK IN BIO':fontsize=44:fontcolor=white:box=1:boxcolor=black:x=40:y=300");
+    ffmpeg(&[
+        "-f", "lavfi", "-i", "color=c=0x2a4d6e:size=360x640:rate=25:duration=8", "-i", wav.to_str().unwrap(),
+        "-vf", &vf, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
+        video.to_str().unwrap(),
+    ]);
+    let fleet = real_fleet().await;
+    let analyzers = ["text_overlay", "comment_cta_detection", "speech_flow", "speech_transcription", "qwen2_vl_temporal"];
+    let id = fleet.submit(json!({"video": video, "analyzers": analyzers})).await;
+    let o = fleet.wait_completed(&id, Duration::from_secs(240)).await;
+
+    let ocr = &o["text_overlay"];
+    assert_eq!(ocr.status, OutcomeStatus::Ok, "{ocr:?}");
+    assert!(ocr.backend.starts_with("onnx:"), "{}", ocr.backend);
+    let texts: Vec<&str> = ocr.result.as_ref().unwrap()["texts"].as_array().unwrap().iter().filter_map(|t| t["text"].as_str()).collect();
+    assert!(texts.contains(&"LINK IN BIO"), "OCR read {texts:?}");
+
+    let cta = &o["comment_cta_detection"];
+    assert_eq!(cta.status, OutcomeStatus::Ok, "{cta:?}");
+    assert_eq!(cta.result.as_ref().unwrap()["has_cta"], true, "{:?}", cta.result);
+
+    let flow = &o["speech_flow"];
+    assert_eq!(flow.status, OutcomeStatus::Ok, "{flow:?}");
+    assert!(flow.result.as_ref().unwrap().to_string().contains("speech"), "{:?}", flow.result);
+
+    for server in ["speech_transcription", "qwen2_vl_temporal"] {
+        let s = &o[server];
+        assert_eq!(s.status, OutcomeStatus::Skipped, "{server}: {s:?}");
+        assert!(s.error.as_deref().unwrap().contains("no endpoint configured"), "{server}: {s:?}");
+    }
+    fleet.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

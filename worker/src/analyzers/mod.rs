@@ -10,6 +10,7 @@ use common::config::FleetConfig;
 
 use crate::analyzer::Analyzer;
 
+pub mod models;
 pub mod signal;
 pub mod synthetic;
 
@@ -62,4 +63,5 @@ impl Registry {
 
 fn register_real(reg: &mut Registry) {
     signal::register(reg);
+    models::register(reg);
 }

@@ -57,7 +57,7 @@ pub fn register(reg: &mut Registry) {
     let onnx = |kind| -> Arc<dyn Analyzer> {
         Arc::new(OnnxAnalyzer {
             kind,
-            last_provider: Mutex::new(initial_provider()),
+            last_provider: Mutex::new(None),
         })
     };
     reg.insert("text_overlay", onnx(Kind::TextOverlay));
@@ -89,14 +89,6 @@ pub fn register(reg: &mut Registry) {
         }),
     );
     reg.insert("speech_transcription", served(ServerKind::Transcription));
-}
-
-/// Until a model ran, the provider the configuration asks for (CPU-only configs say "cpu").
-fn initial_provider() -> &'static str {
-    match ModelRegistry::global().config().provider {
-        ::models::ProviderPreference::Cpu => "cpu",
-        _ => "cuda",
-    }
 }
 
 fn model_err(e: ModelError) -> AnalyzerError {
@@ -137,18 +129,16 @@ fn dep<'a>(ctx: &'a TaskContext, name: &str) -> Option<&'a Value> {
 
 struct OnnxAnalyzer {
     kind: Kind,
-    last_provider: Mutex<&'static str>,
+    /// The provider of this analyzer's last run; before one, what the registry expects.
+    last_provider: Mutex<Option<&'static str>>,
 }
 
 #[async_trait]
 impl Analyzer for OnnxAnalyzer {
     fn backend(&self) -> Backend {
-        Backend::Onnx(
-            self.last_provider
-                .lock()
-                .map(|p| p.to_string())
-                .unwrap_or_else(|_| "cpu".into()),
-        )
+        let last = self.last_provider.lock().ok().and_then(|p| *p);
+        let provider = last.unwrap_or_else(|| ModelRegistry::global().expected_provider().label());
+        Backend::Onnx(provider.to_string())
     }
 
     async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
@@ -189,7 +179,7 @@ impl Analyzer for OnnxAnalyzer {
             .map_err(|e| AnalyzerError::Permanent(format!("model pipeline panicked: {e}")))?
             .map_err(model_err)?;
         if let Ok(mut last) = self.last_provider.lock() {
-            *last = provider;
+            *last = Some(provider);
         }
         if let Some(obj) = result.as_object_mut() {
             obj.insert("execution_provider".into(), json!(provider));
@@ -293,7 +283,7 @@ fn audio_job(
 
 struct ServerAnalyzer {
     kind: ServerKind,
-    http: reqwest::Client,
+    http: server::Client,
 }
 
 #[async_trait]
