@@ -189,7 +189,7 @@ pub fn binary(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "worker", "-p", "dispatcher", "--bins"])
+            .args(["build", "-q", "-p", "worker", "-p", "dispatcher", "-p", "fleet", "--bins"])
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
             .status()
             .expect("run cargo build");

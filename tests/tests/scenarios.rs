@@ -2,6 +2,7 @@
 //! under its own queue/key prefix, so they run in parallel.
 
 mod scenarios {
+    mod cli;
     mod concurrency;
     mod crashes;
     mod failures;
