@@ -1,0 +1,31 @@
+//! Benchmarks that write a report (the seed's schedule, per-task overhead against the raw
+//! broker) and the stage planner behind `fleet plan`.
+//!
+//! Layout:
+//! - `model`: the slot model of a config: stage work, the pipelined bound, a FIFO simulation
+//!   of the fleet and of the seed's barrier schedule. Pure.
+//! - `planner`: `fleet plan` (`PlanArgs`, `run`): model, search, proposal writer.
+//! - `harness` (feature `runner`): an in-process fleet under a unique prefix, driven over AMQP.
+//! - `seed`, `overhead` (feature `runner`): the two benchmarks; `plot` draws slot occupancy;
+//!   `report` writes their sections into docs/benchmarks.md.
+//!
+//! Invariant: a benchmark leaves nothing behind on the broker or in Redis (unique prefix,
+//! removed at the end), except Redis keys kept on request (`seed --keep`).
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod planner;
+
+#[cfg(feature = "runner")]
+pub mod harness;
+#[cfg(feature = "runner")]
+pub mod overhead;
+#[cfg(feature = "runner")]
+pub mod plot;
+#[cfg(feature = "runner")]
+pub mod report;
+#[cfg(feature = "runner")]
+pub mod seed;
+
+#[cfg(test)]
+mod fixtures;
