@@ -53,9 +53,8 @@ pub enum Command {
     Gpus,
     /// Run a dispatcher and workers here as child processes until Ctrl-C/SIGTERM.
     Up(UpArgs),
-    // ── Reserved for the capacity planner (bench crate) ──────────────────────────────
-    // `fleet plan` is added here as `Plan(bench::planner::PlanArgs)`, dispatched in
-    // `main.rs` next to the other commands (marked there too).
+    /// Propose stage assignment and concurrency within the GPU memory budget (stage planner).
+    Plan(bench::planner::PlanArgs),
 }
 
 #[derive(Debug, ClapArgs)]

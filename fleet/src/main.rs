@@ -54,6 +54,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Dlq { action } => dlq::run(config, action).await,
         Command::Gpus => gpus::run(),
         Command::Up(a) => up::run(config, a).await,
-        // ── Reserved: `Command::Plan(a) => bench::planner::run(a)` (capacity planner) ──
+        Command::Plan(a) => bench::planner::run(a).await,
     }
 }
