@@ -34,7 +34,7 @@ pub const DEFAULT_MIN_SAMPLES: usize = 3;
 ///
 /// The config path is not a flag here: `fleet` has a global `--config`; the caller sets
 /// [`PlanArgs::config`] (otherwise FLEET_CONFIG, then config/fleet.toml).
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
     /// Config to plan for (set by the caller; not a flag of its own).
     #[arg(skip)]

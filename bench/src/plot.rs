@@ -139,6 +139,7 @@ pub fn occupancy(
             chart
                 .configure_mesh()
                 .disable_x_mesh()
+                .light_line_style(TRANSPARENT)
                 .y_labels(y_max as usize + 1)
                 .y_label_formatter(&|v| format!("{v:.0}"))
                 .x_desc(if r + 1 == rows {

@@ -298,13 +298,12 @@ fn render(c: &RenderCtx, runs: &[(&str, Measured)]) -> String {
     );
     let _ = writeln!(
         s,
-        "Machine: {}; load average before {}, after {}. {} tasks per video ({} analyzers), {} videos.\n",
+        "Machine: {}; load average before {}, after {} (the run's own load included). {} videos of {} synthetic analyzers each.\n",
         report::machine(),
         c.load_before,
         report::loadavg(),
-        w.analyzers.len(),
-        w.analyzers.len(),
-        a.videos
+        a.videos,
+        w.analyzers.len()
     );
     let _ = writeln!(
         s,

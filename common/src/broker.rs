@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
@@ -67,12 +67,17 @@ pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
 }
 
 pub fn set_header(headers: &mut FieldTable, name: &str, value: &str) {
-    headers.insert(ShortString::from(name), AMQPValue::LongString(LongString::from(value)));
+    headers.insert(
+        ShortString::from(name),
+        AMQPValue::LongString(LongString::from(value)),
+    );
 }
 
 /// How often RabbitMQ delivered this message before (quorum queues set `x-delivery-count`).
 pub fn delivery_count(props: &BasicProperties) -> u32 {
-    let Some(h) = props.headers().as_ref() else { return 0 };
+    let Some(h) = props.headers().as_ref() else {
+        return 0;
+    };
     match h.inner().get("x-delivery-count") {
         Some(AMQPValue::LongLongInt(n)) => *n as u32,
         Some(AMQPValue::LongInt(n)) => *n as u32,
@@ -110,14 +115,21 @@ impl Broker {
     }
 
     pub async fn is_connected(&self) -> bool {
-        self.live.lock().await.as_ref().is_some_and(|l| l.conn.status().connected())
+        self.live
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|l| l.conn.status().connected())
     }
 
     async fn open(&self) -> Result<Live, lapin::Error> {
-        let props = ConnectionProperties::default().with_connection_name(LongString::from(self.name.clone()));
+        let props = ConnectionProperties::default()
+            .with_connection_name(LongString::from(self.name.clone()));
         let conn = Connection::connect(&self.url, props).await?;
         let publish = conn.create_channel().await?;
-        publish.confirm_select(ConfirmSelectOptions::default()).await?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         self.topology.declare(&publish, self.delivery_limit).await?;
         Ok(live_of(conn, publish))
     }
@@ -125,7 +137,10 @@ impl Broker {
     /// Makes sure a live connection exists, reconnecting with backoff (until cancelled).
     pub async fn ensure(&self, cancel: &CancellationToken) -> Result<(), BrokerError> {
         let mut live = self.live.lock().await;
-        if live.as_ref().is_some_and(|l| l.conn.status().connected() && l.publish.status().connected()) {
+        if live
+            .as_ref()
+            .is_some_and(|l| l.conn.status().connected() && l.publish.status().connected())
+        {
             return Ok(());
         }
         let attempt = || async { self.open().await };
@@ -134,9 +149,9 @@ impl Broker {
             .with_max_delay(Duration::from_secs(10))
             .with_jitter()
             .without_max_times();
-        let open = attempt
-            .retry(backoff)
-            .notify(|e, d| tracing::warn!(error = %e, retry_in = ?d, "RabbitMQ unreachable; retrying"));
+        let open = attempt.retry(backoff).notify(
+            |e, d| tracing::warn!(error = %e, retry_in = ?d, "RabbitMQ unreachable; retrying"),
+        );
         tokio::select! {
             r = open => { *live = Some(r?); Ok(()) }
             _ = cancel.cancelled() => Err(BrokerError::Cancelled),
@@ -179,9 +194,18 @@ impl Broker {
                 }
             };
             // Mandatory: a message no queue takes comes back instead of vanishing.
-            let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+            let opts = BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            };
             let sent = channel
-                .basic_publish(exchange.into(), routing_key.into(), opts, body, props.clone())
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    opts,
+                    body,
+                    props.clone(),
+                )
                 .await;
             let confirm = match sent {
                 Ok(c) => c.await,
@@ -189,7 +213,9 @@ impl Broker {
             };
             match confirm {
                 Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => return Ok(()),
-                Ok(Confirmation::Ack(Some(_))) => return Err(BrokerError::Unroutable(routing_key.into())),
+                Ok(Confirmation::Ack(Some(_))) => {
+                    return Err(BrokerError::Unroutable(routing_key.into()));
+                }
                 Ok(Confirmation::Nack(_)) => return Err(BrokerError::Nacked(routing_key.into())),
                 Err(e) => {
                     tracing::warn!(error = %e, "publish failed; reconnecting");
@@ -198,13 +224,18 @@ impl Broker {
                 }
             }
         }
-        Err(last.map(BrokerError::from).unwrap_or(BrokerError::Cancelled))
+        Err(last
+            .map(BrokerError::from)
+            .unwrap_or(BrokerError::Cancelled))
     }
 
     /// Forgets a broken connection so the next call reconnects.
     pub async fn invalidate(&self) {
         let mut live = self.live.lock().await;
-        if live.as_ref().is_some_and(|l| !(l.conn.status().connected() && l.publish.status().connected())) {
+        if live
+            .as_ref()
+            .is_some_and(|l| !(l.conn.status().connected() && l.publish.status().connected()))
+        {
             *live = None;
         }
     }

@@ -34,11 +34,22 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 
 /// Decodes a job request by content type. A missing content type is sniffed: JSON starts
 /// with `{` (after whitespace), anything else is tried as MessagePack.
-pub fn decode_job_request(content_type: Option<&str>, body: &[u8]) -> Result<JobRequest, CodecError> {
-    let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+pub fn decode_job_request(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<JobRequest, CodecError> {
+    let ct = content_type.map(|c| {
+        c.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     let is_json = match ct.as_deref() {
         Some("application/json") | Some("text/json") => true,
-        Some("application/msgpack") | Some("application/x-msgpack") | Some("application/vnd.msgpack") => false,
+        Some("application/msgpack")
+        | Some("application/x-msgpack")
+        | Some("application/vnd.msgpack") => false,
         Some("") | None => body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{'),
         Some(other) => return Err(CodecError::ContentType(other.to_string())),
     };
@@ -68,7 +79,10 @@ mod tests {
         let b = decode_job_request(Some("application/msgpack"), &packed).unwrap();
         assert_eq!(a, b);
         assert_eq!(decode_job_request(None, json).unwrap(), a);
-        assert_eq!(a.analyzers.as_deref(), Some(&["cut_analysis".to_string()][..]));
+        assert_eq!(
+            a.analyzers.as_deref(),
+            Some(&["cut_analysis".to_string()][..])
+        );
     }
 
     #[test]
@@ -77,7 +91,8 @@ mod tests {
         assert!(e.to_string().contains("unknown field"), "{e}");
         let e = decode_job_request(Some("text/plain"), b"x").unwrap_err();
         assert!(matches!(e, CodecError::ContentType(_)));
-        let e = decode_job_request(Some("application/json"), br#"{"v": 99, "video": "x"}"#).unwrap_err();
+        let e = decode_job_request(Some("application/json"), br#"{"v": 99, "video": "x"}"#)
+            .unwrap_err();
         assert!(matches!(e, CodecError::Version(99)));
         let e = decode_job_request(Some("application/json"), b"{}").unwrap_err();
         assert!(e.to_string().contains("video"), "{e}");

@@ -130,7 +130,12 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} has {} problem(s):", self.source_name, self.problems.len())?;
+        writeln!(
+            f,
+            "{} has {} problem(s):",
+            self.source_name,
+            self.problems.len()
+        )?;
         for p in &self.problems {
             writeln!(f, "  - {p}")?;
         }
@@ -233,7 +238,10 @@ impl FleetConfig {
     pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source_name: path.display().to_string(),
-            problems: vec![format!("cannot read the file: {e} (set {} to its path)", env::CONFIG)],
+            problems: vec![format!(
+                "cannot read the file: {e} (set {} to its path)",
+                env::CONFIG
+            )],
         })?;
         Self::parse(&text, &path.display().to_string(), env)
     }
@@ -243,7 +251,10 @@ impl FleetConfig {
         source_name: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let fail = |problems| ConfigError { source_name: source_name.to_string(), problems };
+        let fail = |problems| ConfigError {
+            source_name: source_name.to_string(),
+            problems,
+        };
         let raw: RawConfig = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
         let mut problems = Vec::new();
 
@@ -259,7 +270,9 @@ impl FleetConfig {
             let class = match s.class {
                 Some(c) => c,
                 None => {
-                    problems.push(format!("stages.{name}.class is missing (\"gpu\" or \"cpu\")"));
+                    problems.push(format!(
+                        "stages.{name}.class is missing (\"gpu\" or \"cpu\")"
+                    ));
                     continue;
                 }
             };
@@ -270,11 +283,20 @@ impl FleetConfig {
                     continue;
                 }
                 None => {
-                    problems.push(format!("stages.{name}.concurrency is missing (the stage's limit)"));
+                    problems.push(format!(
+                        "stages.{name}.concurrency is missing (the stage's limit)"
+                    ));
                     continue;
                 }
             };
-            stages.insert(name.clone(), StageConfig { name: name.clone(), class, concurrency });
+            stages.insert(
+                name.clone(),
+                StageConfig {
+                    name: name.clone(),
+                    class,
+                    concurrency,
+                },
+            );
         }
 
         let mut analyzers = BTreeMap::new();
@@ -303,7 +325,9 @@ impl FleetConfig {
             let expected_secs = match a.expected_secs {
                 Some(x) if x.is_finite() && x >= 0.0 => x,
                 Some(x) => {
-                    problems.push(format!("analyzers.{name}.expected_secs = {x}: must be >= 0"));
+                    problems.push(format!(
+                        "analyzers.{name}.expected_secs = {x}: must be >= 0"
+                    ));
                     continue;
                 }
                 None => {
@@ -345,29 +369,54 @@ impl FleetConfig {
         }
         let c = &raw.connections;
         let pick = |var: &str, file: &Option<String>, default: &str| {
-            env(var).filter(|v| !v.is_empty()).or_else(|| file.clone()).unwrap_or_else(|| default.into())
+            env(var)
+                .filter(|v| !v.is_empty())
+                .or_else(|| file.clone())
+                .unwrap_or_else(|| default.into())
         };
         let connections = Connections {
             amqp_url: pick(env::AMQP_URL, &c.amqp_url, DEFAULT_AMQP_URL),
             redis_url: pick(env::REDIS_URL, &c.redis_url, DEFAULT_REDIS_URL),
             listen: pick(env::LISTEN, &c.listen, DEFAULT_LISTEN),
-            metrics_listen: pick(env::METRICS_LISTEN, &c.metrics_listen, DEFAULT_METRICS_LISTEN),
+            metrics_listen: pick(
+                env::METRICS_LISTEN,
+                &c.metrics_listen,
+                DEFAULT_METRICS_LISTEN,
+            ),
             api_token: env(env::API_TOKEN).filter(|t| !t.is_empty()),
             prefix: pick(env::PREFIX, &c.prefix, crate::topology::DEFAULT_PREFIX),
         };
-        for (var, value) in [(env::LISTEN, &connections.listen), (env::METRICS_LISTEN, &connections.metrics_listen)] {
+        for (var, value) in [
+            (env::LISTEN, &connections.listen),
+            (env::METRICS_LISTEN, &connections.metrics_listen),
+        ] {
             if value.parse::<std::net::SocketAddr>().is_err() {
-                problems.push(format!("{var} / listen address {value:?} is not host:port (e.g. 127.0.0.1:8080)"));
+                problems.push(format!(
+                    "{var} / listen address {value:?} is not host:port (e.g. 127.0.0.1:8080)"
+                ));
             }
         }
-        if !connections.amqp_url.starts_with("amqp://") && !connections.amqp_url.starts_with("amqps://") {
-            problems.push(format!("{} must start with amqp:// or amqps://", env::AMQP_URL));
+        if !connections.amqp_url.starts_with("amqp://")
+            && !connections.amqp_url.starts_with("amqps://")
+        {
+            problems.push(format!(
+                "{} must start with amqp:// or amqps://",
+                env::AMQP_URL
+            ));
         }
-        if !connections.redis_url.starts_with("redis://") && !connections.redis_url.starts_with("rediss://") {
-            problems.push(format!("{} must start with redis:// or rediss://", env::REDIS_URL));
+        if !connections.redis_url.starts_with("redis://")
+            && !connections.redis_url.starts_with("rediss://")
+        {
+            problems.push(format!(
+                "{} must start with redis:// or rediss://",
+                env::REDIS_URL
+            ));
         }
         if connections.prefix.is_empty()
-            || !connections.prefix.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+            || !connections
+                .prefix
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
         {
             problems.push(format!(
                 "prefix {:?} must be non-empty ASCII letters, digits, '-', '_' or '.'",
@@ -387,11 +436,17 @@ impl FleetConfig {
             connections,
             result_ttl: Duration::from_secs(f.result_ttl_secs.unwrap_or(DEFAULT_RESULT_TTL_SECS)),
             delivery_limit: f.delivery_limit.unwrap_or(DEFAULT_DELIVERY_LIMIT),
-            shutdown_grace: Duration::from_secs(f.shutdown_grace_secs.unwrap_or(DEFAULT_GRACE_SECS)),
+            shutdown_grace: Duration::from_secs(
+                f.shutdown_grace_secs.unwrap_or(DEFAULT_GRACE_SECS),
+            ),
             retry: RetryConfig {
                 max_attempts: r.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
-                initial_backoff: Duration::from_millis(r.initial_backoff_ms.unwrap_or(DEFAULT_INITIAL_BACKOFF_MS)),
-                max_backoff: Duration::from_millis(r.max_backoff_ms.unwrap_or(DEFAULT_MAX_BACKOFF_MS)),
+                initial_backoff: Duration::from_millis(
+                    r.initial_backoff_ms.unwrap_or(DEFAULT_INITIAL_BACKOFF_MS),
+                ),
+                max_backoff: Duration::from_millis(
+                    r.max_backoff_ms.unwrap_or(DEFAULT_MAX_BACKOFF_MS),
+                ),
             },
             gpu,
             stages,
@@ -423,12 +478,17 @@ impl FleetConfig {
     /// The analyzers a job runs: the requested subset (or every enabled analyzer) plus,
     /// transitively, the hard dependencies they need. Soft dependencies (`uses`) are only
     /// waited for when they are part of the job.
-    pub fn resolve_job_analyzers(&self, requested: Option<&[String]>) -> Result<Vec<String>, String> {
+    pub fn resolve_job_analyzers(
+        &self,
+        requested: Option<&[String]>,
+    ) -> Result<Vec<String>, String> {
         let Some(requested) = requested else {
             return Ok(self.enabled_analyzers().map(|a| a.name.clone()).collect());
         };
         if requested.is_empty() {
-            return Err("\"analyzers\" is empty: leave it out to run every enabled analyzer".into());
+            return Err(
+                "\"analyzers\" is empty: leave it out to run every enabled analyzer".into(),
+            );
         }
         let mut unknown = Vec::new();
         let mut set = BTreeSet::new();
@@ -436,7 +496,9 @@ impl FleetConfig {
         for name in requested {
             match self.analyzers.get(name) {
                 None => unknown.push(format!("{name:?} is not an analyzer")),
-                Some(a) if !a.enabled => unknown.push(format!("{name:?} is disabled in the config")),
+                Some(a) if !a.enabled => {
+                    unknown.push(format!("{name:?} is disabled in the config"))
+                }
                 Some(_) => stack.push(name.clone()),
             }
         }
@@ -457,7 +519,10 @@ fn check_dependencies(analyzers: &BTreeMap<String, AnalyzerConfig>, problems: &m
         for (kind, deps) in [("needs", &a.needs), ("uses", &a.uses)] {
             for d in deps {
                 match analyzers.get(d) {
-                    None => problems.push(format!("analyzers.{}.{kind}: unknown analyzer {d:?}", a.name)),
+                    None => problems.push(format!(
+                        "analyzers.{}.{kind}: unknown analyzer {d:?}",
+                        a.name
+                    )),
                     Some(dep) if !dep.enabled && kind == "needs" => problems.push(format!(
                         "analyzers.{}.needs: {d:?} is disabled (enable it or drop the dependency)",
                         a.name
@@ -477,7 +542,8 @@ fn check_dependencies(analyzers: &BTreeMap<String, AnalyzerConfig>, problems: &m
         Active,
         Done,
     }
-    let mut marks: BTreeMap<&str, Mark> = analyzers.keys().map(|k| (k.as_str(), Mark::New)).collect();
+    let mut marks: BTreeMap<&str, Mark> =
+        analyzers.keys().map(|k| (k.as_str(), Mark::New)).collect();
     fn visit<'a>(
         n: &'a str,
         analyzers: &'a BTreeMap<String, AnalyzerConfig>,

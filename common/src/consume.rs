@@ -67,9 +67,15 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let ch = broker.channel(shutdown).await?;
-    ch.basic_qos(spec.prefetch, BasicQosOptions { global: false }).await?;
+    ch.basic_qos(spec.prefetch, BasicQosOptions { global: false })
+        .await?;
     let mut consumer = ch
-        .basic_consume(spec.queue.as_str().into(), spec.tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            spec.queue.as_str().into(),
+            spec.tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     tracing::info!(queue = %spec.queue, prefetch = spec.prefetch, "consuming");
     let tracker = TaskTracker::new();
@@ -88,10 +94,15 @@ where
     };
     if result.is_ok() {
         // Stop new deliveries first; in-flight handlers keep their channel to ack on.
-        let _ = ch.basic_cancel(spec.tag.as_str().into(), BasicCancelOptions::default()).await;
+        let _ = ch
+            .basic_cancel(spec.tag.as_str().into(), BasicCancelOptions::default())
+            .await;
     }
     tracker.close();
-    if tokio::time::timeout(spec.grace, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(spec.grace, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(queue = %spec.queue, grace = ?spec.grace, "grace period over; unfinished tasks go back to the queue");
         work_cancel.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;

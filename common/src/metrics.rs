@@ -86,21 +86,81 @@ impl Metrics {
             gpu_paused: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("tasks_started", "Tasks a worker started", m.tasks_started.clone());
-        registry.register("tasks_finished", "Tasks with a recorded outcome", m.tasks_finished.clone());
-        registry.register("task_retries", "Analyzer runs retried after a transient error", m.task_retries.clone());
-        registry.register("task_duration_seconds", "Analyzer run time", m.task_duration.clone());
-        registry.register("in_flight", "Tasks running now per stage", m.in_flight.clone());
-        registry.register("stage_limit", "Concurrency limit (prefetch) per stage", m.stage_limit.clone());
-        registry.register("dead_lettered", "Messages sent to the dead-letter queue", m.dead_lettered.clone());
-        registry.register("jobs_submitted", "Jobs accepted at intake", m.jobs_submitted.clone());
-        registry.register("jobs_completed", "Jobs with every analyzer final", m.jobs_completed.clone());
-        registry.register("job_latency_seconds", "Submit to completion", m.job_latency.clone());
-        registry.register("gpu_memory_used_bytes", "NVML memory used", m.gpu_memory_used_bytes.clone());
-        registry.register("gpu_memory_total_bytes", "NVML memory total", m.gpu_memory_total_bytes.clone());
-        registry.register("gpu_utilization_percent", "NVML GPU utilization", m.gpu_utilization_percent.clone());
-        registry.register("gpu_temperature_celsius", "NVML temperature", m.gpu_temperature_celsius.clone());
-        registry.register("gpu_paused", "1 while the memory guard stops new work", m.gpu_paused.clone());
+        registry.register(
+            "tasks_started",
+            "Tasks a worker started",
+            m.tasks_started.clone(),
+        );
+        registry.register(
+            "tasks_finished",
+            "Tasks with a recorded outcome",
+            m.tasks_finished.clone(),
+        );
+        registry.register(
+            "task_retries",
+            "Analyzer runs retried after a transient error",
+            m.task_retries.clone(),
+        );
+        registry.register(
+            "task_duration_seconds",
+            "Analyzer run time",
+            m.task_duration.clone(),
+        );
+        registry.register(
+            "in_flight",
+            "Tasks running now per stage",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "stage_limit",
+            "Concurrency limit (prefetch) per stage",
+            m.stage_limit.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Messages sent to the dead-letter queue",
+            m.dead_lettered.clone(),
+        );
+        registry.register(
+            "jobs_submitted",
+            "Jobs accepted at intake",
+            m.jobs_submitted.clone(),
+        );
+        registry.register(
+            "jobs_completed",
+            "Jobs with every analyzer final",
+            m.jobs_completed.clone(),
+        );
+        registry.register(
+            "job_latency_seconds",
+            "Submit to completion",
+            m.job_latency.clone(),
+        );
+        registry.register(
+            "gpu_memory_used_bytes",
+            "NVML memory used",
+            m.gpu_memory_used_bytes.clone(),
+        );
+        registry.register(
+            "gpu_memory_total_bytes",
+            "NVML memory total",
+            m.gpu_memory_total_bytes.clone(),
+        );
+        registry.register(
+            "gpu_utilization_percent",
+            "NVML GPU utilization",
+            m.gpu_utilization_percent.clone(),
+        );
+        registry.register(
+            "gpu_temperature_celsius",
+            "NVML temperature",
+            m.gpu_temperature_celsius.clone(),
+        );
+        registry.register(
+            "gpu_paused",
+            "1 while the memory guard stops new work",
+            m.gpu_paused.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -113,9 +173,14 @@ impl Metrics {
 }
 
 pub fn task_labels(analyzer: &str, stage: &str) -> TaskLabels {
-    TaskLabels { analyzer: analyzer.into(), stage: stage.into() }
+    TaskLabels {
+        analyzer: analyzer.into(),
+        stage: stage.into(),
+    }
 }
 
 pub fn stage_labels(stage: &str) -> StageLabels {
-    StageLabels { stage: stage.into() }
+    StageLabels {
+        stage: stage.into(),
+    }
 }

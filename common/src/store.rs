@@ -27,7 +27,10 @@ pub enum StoreError {
 
 impl StoreError {
     fn corrupt(key: &str, reason: impl ToString) -> Self {
-        StoreError::Corrupt { key: key.to_string(), reason: reason.to_string() }
+        StoreError::Corrupt {
+            key: key.to_string(),
+            reason: reason.to_string(),
+        }
     }
 }
 
@@ -70,7 +73,11 @@ impl Store {
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(Duration::from_secs(10)));
         let conn = ConnectionManager::new_with_config(client, cfg).await?;
-        Ok(Self { conn, prefix: prefix.to_string(), ttl })
+        Ok(Self {
+            conn,
+            prefix: prefix.to_string(),
+            ttl,
+        })
     }
 
     pub fn prefix(&self) -> &str {
@@ -108,7 +115,11 @@ impl Store {
     }
 
     /// Binds an idempotency key to `job_id` unless it is bound already; returns the bound id.
-    pub async fn claim_idempotency_key(&self, key: &str, job_id: &str) -> Result<String, StoreError> {
+    pub async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        job_id: &str,
+    ) -> Result<String, StoreError> {
         let mut c = self.conn.clone();
         let k = self.idem_key(key);
         let set: Option<String> = redis::cmd("SET")
@@ -136,13 +147,18 @@ impl Store {
             ("created_at_ms", meta.created_at_ms.to_string()),
             ("updated_at_ms", meta.updated_at_ms.to_string()),
             ("request", meta.request.to_string()),
-            ("plan", serde_json::to_string(&meta.plan).unwrap_or_default()),
+            (
+                "plan",
+                serde_json::to_string(&meta.plan).unwrap_or_default(),
+            ),
             ("metadata", meta.metadata.to_string()),
             ("traceparent", meta.traceparent.clone().unwrap_or_default()),
         ];
         let script = redis::Script::new(CREATE_JOB);
         let mut inv = script.prepare_invoke();
-        inv.key(self.job_key(&meta.id)).key(self.recent_key()).key(&meta.id);
+        inv.key(self.job_key(&meta.id))
+            .key(self.recent_key())
+            .key(&meta.id);
         inv.arg(self.ttl_secs()).arg(meta.created_at_ms);
         for (k, v) in &fields {
             inv.arg(*k).arg(v);
@@ -161,9 +177,10 @@ impl Store {
         let get = |f: &str| h.get(f).map(String::as_str).unwrap_or("");
         let num = |f: &str| get(f).parse::<u64>().ok();
         let json = |f: &str| serde_json::from_str(get(f)).unwrap_or(serde_json::Value::Null);
-        let status = JobStatus::parse(get("status")).ok_or_else(|| StoreError::corrupt(&key, "bad status"))?;
-        let plan: Vec<PlannedTask> =
-            serde_json::from_str(get("plan")).map_err(|e| StoreError::corrupt(&key, format!("plan: {e}")))?;
+        let status = JobStatus::parse(get("status"))
+            .ok_or_else(|| StoreError::corrupt(&key, "bad status"))?;
+        let plan: Vec<PlannedTask> = serde_json::from_str(get("plan"))
+            .map_err(|e| StoreError::corrupt(&key, format!("plan: {e}")))?;
         Ok(Some(JobMeta {
             id: id.to_string(),
             status,
@@ -180,7 +197,12 @@ impl Store {
     }
 
     /// Sets the job's status; `completed`/`cancelled` also stamp `completed_at_ms`.
-    pub async fn set_status(&self, id: &str, status: JobStatus, now_ms: u64) -> Result<(), StoreError> {
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: JobStatus,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let key = self.job_key(id);
         let mut p = redis::pipe();
@@ -195,7 +217,12 @@ impl Store {
     }
 
     /// Stores an outcome unless one is already final; true when this call stored it.
-    pub async fn put_outcome(&self, id: &str, analyzer: &str, outcome: &Outcome) -> Result<bool, StoreError> {
+    pub async fn put_outcome(
+        &self,
+        id: &str,
+        analyzer: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let key = self.results_key(id);
         let json = serde_json::to_string(outcome).map_err(|e| StoreError::corrupt(&key, e))?;
@@ -212,7 +239,8 @@ impl Store {
         let mut c = self.conn.clone();
         let key = self.results_key(id);
         let raw: Option<String> = c.hget(&key, analyzer).await?;
-        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, e))).transpose()
+        raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, e)))
+            .transpose()
     }
 
     pub async fn outcomes(&self, id: &str) -> Result<BTreeMap<String, Outcome>, StoreError> {
@@ -221,24 +249,36 @@ impl Store {
         let raw: BTreeMap<String, String> = c.hgetall(&key).await?;
         raw.into_iter()
             .map(|(k, v)| {
-                let o = serde_json::from_str(&v).map_err(|e| StoreError::corrupt(&key, format!("{k}: {e}")))?;
+                let o = serde_json::from_str(&v)
+                    .map_err(|e| StoreError::corrupt(&key, format!("{k}: {e}")))?;
                 Ok((k, o))
             })
             .collect()
     }
 
     /// Outcomes of some analyzers of a job (missing ones are absent from the map).
-    pub async fn outcomes_of(&self, id: &str, analyzers: &[String]) -> Result<BTreeMap<String, Outcome>, StoreError> {
+    pub async fn outcomes_of(
+        &self,
+        id: &str,
+        analyzers: &[String],
+    ) -> Result<BTreeMap<String, Outcome>, StoreError> {
         if analyzers.is_empty() {
             return Ok(BTreeMap::new());
         }
         let mut c = self.conn.clone();
         let key = self.results_key(id);
-        let raw: Vec<Option<String>> = redis::cmd("HMGET").arg(&key).arg(analyzers).query_async(&mut c).await?;
+        let raw: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(analyzers)
+            .query_async(&mut c)
+            .await?;
         let mut out = BTreeMap::new();
         for (name, v) in analyzers.iter().zip(raw) {
             if let Some(v) = v {
-                out.insert(name.clone(), serde_json::from_str(&v).map_err(|e| StoreError::corrupt(&key, e))?);
+                out.insert(
+                    name.clone(),
+                    serde_json::from_str(&v).map_err(|e| StoreError::corrupt(&key, e))?,
+                );
             }
         }
         Ok(out)
@@ -273,7 +313,9 @@ impl Store {
     /// The most recent job ids, newest first.
     pub async fn recent_jobs(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut c = self.conn.clone();
-        let ids: Vec<String> = c.zrevrange(self.recent_key(), 0, limit.max(1) as isize - 1).await?;
+        let ids: Vec<String> = c
+            .zrevrange(self.recent_key(), 0, limit.max(1) as isize - 1)
+            .await?;
         Ok(ids)
     }
 
@@ -288,7 +330,8 @@ impl Store {
     pub async fn delete_prefix(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let keys: Vec<String> = {
-            let mut it: redis::AsyncIter<String> = c.scan_match(format!("{}:*", self.prefix)).await?;
+            let mut it: redis::AsyncIter<String> =
+                c.scan_match(format!("{}:*", self.prefix)).await?;
             let mut v = Vec::new();
             while let Some(k) = futures::StreamExt::next(&mut it).await {
                 v.push(k?);

@@ -26,7 +26,9 @@ pub struct Topology {
 
 impl Topology {
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     pub fn prefix(&self) -> &str {
@@ -78,11 +80,24 @@ impl Topology {
 
     /// Declares everything (idempotent; every process does it at start).
     pub async fn declare(&self, ch: &Channel, delivery_limit: u32) -> Result<(), lapin::Error> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        ch.exchange_declare(self.events().into(), ExchangeKind::Topic, durable, FieldTable::default())
-            .await?;
-        ch.exchange_declare(self.dlx().into(), ExchangeKind::Fanout, durable, FieldTable::default())
-            .await?;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            self.events().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+        ch.exchange_declare(
+            self.dlx().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
         for q in [self.dlq(), self.dead()] {
             declare_quorum(ch, &q, None).await?;
             ch.queue_bind(
@@ -115,14 +130,28 @@ impl Topology {
     }
 }
 
-async fn declare_quorum(ch: &Channel, name: &str, dead_letter: Option<(String, u32)>) -> Result<(), lapin::Error> {
+async fn declare_quorum(
+    ch: &Channel,
+    name: &str,
+    dead_letter: Option<(String, u32)>,
+) -> Result<(), lapin::Error> {
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
     if let Some((dlx, limit)) = dead_letter {
-        args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(dlx.into()));
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(dlx.into()),
+        );
         args.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit as i32));
     }
-    let opts = QueueDeclareOptions { durable: true, ..Default::default() };
-    ch.queue_declare(ShortString::from(name), opts, args).await?;
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(ShortString::from(name), opts, args)
+        .await?;
     Ok(())
 }

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use common::broker::{Broker, BrokerError, persistent};
 use common::codec::{self, JSON, MSGPACK};
 use common::config::FleetConfig;
-use common::message::{JobEvent, JobRequest, JobStatus, Outcome, OutcomeStatus, PlannedTask, SCHEMA_VERSION, TaskMessage};
+use common::message::{
+    JobEvent, JobRequest, JobStatus, Outcome, OutcomeStatus, PlannedTask, SCHEMA_VERSION,
+    TaskMessage,
+};
 use common::metrics::Metrics;
 use common::store::{JobMeta, StoreError};
 use common::telemetry::TraceContext;
@@ -84,7 +87,14 @@ impl Core {
         work_cancel: tokio_util::sync::CancellationToken,
     ) -> Self {
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
-        Self { config, store, broker, metrics, work_cancel, locks }
+        Self {
+            config,
+            store,
+            broker,
+            metrics,
+            work_cancel,
+            locks,
+        }
     }
 
     fn lock_for(&self, job_id: &str) -> &Mutex<()> {
@@ -114,7 +124,10 @@ impl Core {
         trace: TraceContext,
     ) -> Result<Submitted, SubmitError> {
         validate_video(&req.video).map_err(SubmitError::Invalid)?;
-        let analyzers = self.config.resolve_job_analyzers(req.analyzers.as_deref()).map_err(SubmitError::Invalid)?;
+        let analyzers = self
+            .config
+            .resolve_job_analyzers(req.analyzers.as_deref())
+            .map_err(SubmitError::Invalid)?;
         if let Some(id) = &id_hint {
             validate_id("message id", id).map_err(SubmitError::Invalid)?;
         }
@@ -187,22 +200,37 @@ impl Core {
                     continue;
                 }
                 let broken = task.needs.iter().find_map(|d| {
-                    outcomes.get(d).filter(|o| o.status != OutcomeStatus::Ok).map(|o| (d, o))
+                    outcomes
+                        .get(d)
+                        .filter(|o| o.status != OutcomeStatus::Ok)
+                        .map(|o| (d, o))
                 });
                 if let Some((dep, o)) = broken {
-                    let why = o.error.clone().unwrap_or_else(|| o.status.as_str().to_string());
+                    let why = o
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| o.status.as_str().to_string());
                     let outcome = decided(
                         OutcomeStatus::Skipped,
                         format!("dependency {dep} {}: {why}", o.status.as_str()),
                         &task.stage,
                     );
-                    self.store.put_outcome(job_id, &task.analyzer, &outcome).await?;
+                    self.store
+                        .put_outcome(job_id, &task.analyzer, &outcome)
+                        .await?;
                     outcomes.insert(task.analyzer.clone(), outcome);
                     changed = true;
                     continue;
                 }
-                let ready = task.needs.iter().chain(&task.uses).all(|d| outcomes.contains_key(d));
-                if ready && !released.contains(&task.analyzer) && !to_publish.iter().any(|t| t.analyzer == task.analyzer) {
+                let ready = task
+                    .needs
+                    .iter()
+                    .chain(&task.uses)
+                    .all(|d| outcomes.contains_key(d));
+                if ready
+                    && !released.contains(&task.analyzer)
+                    && !to_publish.iter().any(|t| t.analyzer == task.analyzer)
+                {
                     to_publish.push(task);
                 }
             }
@@ -211,14 +239,21 @@ impl Core {
             }
         }
         // Confirms are awaited together: one broker round trip for the batch, not one per task.
-        futures::future::try_join_all(to_publish.iter().map(|t| self.publish_task(&meta, t, &trace))).await?;
+        futures::future::try_join_all(
+            to_publish
+                .iter()
+                .map(|t| self.publish_task(&meta, t, &trace)),
+        )
+        .await?;
         let names: Vec<String> = to_publish.iter().map(|t| t.analyzer.clone()).collect();
         self.store.mark_released(job_id, &names).await?;
 
         if outcomes.len() >= meta.plan.len() && !meta.status.is_final() {
             self.finish(&meta, &outcomes, JobStatus::Completed).await?;
         } else if meta.status == JobStatus::Queued && !outcomes.is_empty() {
-            self.store.set_status(job_id, JobStatus::Running, now_ms()).await?;
+            self.store
+                .set_status(job_id, JobStatus::Running, now_ms())
+                .await?;
         }
         Ok(())
     }
@@ -228,7 +263,12 @@ impl Core {
         skip_all,
         fields(otel.kind = "producer", job.id = %meta.id, analyzer = %task.analyzer, stage = %task.stage)
     )]
-    async fn publish_task(&self, meta: &JobMeta, task: &PlannedTask, trace: &TraceContext) -> Result<(), AdvanceError> {
+    async fn publish_task(
+        &self,
+        meta: &JobMeta,
+        task: &PlannedTask,
+        trace: &TraceContext,
+    ) -> Result<(), AdvanceError> {
         let msg = TaskMessage {
             v: SCHEMA_VERSION,
             job_id: meta.id.clone(),
@@ -238,7 +278,10 @@ impl Core {
             inputs: task.needs.iter().chain(&task.uses).cloned().collect(),
             published_at_ms: now_ms(),
         };
-        let body = codec::encode(&msg).map_err(|e| StoreError::Corrupt { key: meta.id.clone(), reason: e.to_string() })?;
+        let body = codec::encode(&msg).map_err(|e| StoreError::Corrupt {
+            key: meta.id.clone(),
+            reason: e.to_string(),
+        })?;
         let mut headers = FieldTable::default();
         TraceContext::current()
             .or(trace.clone())
@@ -254,7 +297,12 @@ impl Core {
     /// Publishes the job's event, then records the final status (a crash in between
     /// republishes the event: events are at-least-once).
     #[tracing::instrument(name = "complete", skip_all, fields(job.id = %meta.id, outcome = status.as_str()))]
-    async fn finish(&self, meta: &JobMeta, outcomes: &BTreeMap<String, Outcome>, status: JobStatus) -> Result<(), AdvanceError> {
+    async fn finish(
+        &self,
+        meta: &JobMeta,
+        outcomes: &BTreeMap<String, Outcome>,
+        status: JobStatus,
+    ) -> Result<(), AdvanceError> {
         let now = now_ms();
         let pick = |s: OutcomeStatus| -> BTreeMap<String, String> {
             outcomes
@@ -273,7 +321,10 @@ impl Core {
             job_id: meta.id.clone(),
             status,
             total: meta.plan.len(),
-            ok: outcomes.values().filter(|o| o.status == OutcomeStatus::Ok).count(),
+            ok: outcomes
+                .values()
+                .filter(|o| o.status == OutcomeStatus::Ok)
+                .count(),
             failed: pick(OutcomeStatus::Failed),
             skipped: pick(OutcomeStatus::Skipped),
             at_ms: now,
@@ -283,7 +334,8 @@ impl Core {
         TraceContext::current()
             .or(job_trace(meta))
             .inject(&mut headers);
-        let props = persistent(JSON, headers).with_message_id(format!("{}/{}", meta.id, event_name).into());
+        let props =
+            persistent(JSON, headers).with_message_id(format!("{}/{}", meta.id, event_name).into());
         let exchange = self.broker.topology().events();
         match self.broker.publish(&exchange, key, &body, props).await {
             // Nobody subscribed to events: nothing to deliver, the job still completes.
@@ -293,7 +345,9 @@ impl Core {
         self.store.set_status(&meta.id, status, now).await?;
         if status == JobStatus::Completed {
             self.metrics.jobs_completed.inc();
-            self.metrics.job_latency.observe(now.saturating_sub(meta.created_at_ms) as f64 / 1000.0);
+            self.metrics
+                .job_latency
+                .observe(now.saturating_sub(meta.created_at_ms) as f64 / 1000.0);
         }
         tracing::info!(job_id = %meta.id, status = status.as_str(), ok = event.ok, failed = event.failed.len(), skipped = event.skipped.len(), "job finished");
         Ok(())
@@ -303,7 +357,9 @@ impl Core {
     /// so queued tasks are dropped by the workers that receive them. Returns the status after.
     pub async fn cancel(&self, job_id: &str) -> Result<Option<JobStatus>, AdvanceError> {
         let _guard = self.lock_for(job_id).lock().await;
-        let Some(meta) = self.store.job(job_id).await? else { return Ok(None) };
+        let Some(meta) = self.store.job(job_id).await? else {
+            return Ok(None);
+        };
         if meta.status.is_final() {
             return Ok(Some(meta.status));
         }
@@ -336,13 +392,24 @@ impl Core {
 
     /// A task that was dead-lettered (workers crashed on it `delivery_limit` times) becomes
     /// a `failed` outcome, so its job still completes.
-    pub async fn record_dead_task(&self, task: &TaskMessage, deliveries: u32) -> Result<(), AdvanceError> {
+    pub async fn record_dead_task(
+        &self,
+        task: &TaskMessage,
+        deliveries: u32,
+    ) -> Result<(), AdvanceError> {
         let error = format!(
             "task dead-lettered after {deliveries} deliveries: a worker crashed or was killed on every try; the message is kept in {}",
             self.broker.topology().dlq()
         );
-        let o = Outcome { attempts: deliveries, ..decided(OutcomeStatus::Failed, error, &task.stage) };
-        if self.store.put_outcome(&task.job_id, &task.analyzer, &o).await? {
+        let o = Outcome {
+            attempts: deliveries,
+            ..decided(OutcomeStatus::Failed, error, &task.stage)
+        };
+        if self
+            .store
+            .put_outcome(&task.job_id, &task.analyzer, &o)
+            .await?
+        {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, deliveries, "task dead-lettered; recorded as failed");
         }
         self.advance(&task.job_id).await
@@ -383,7 +450,9 @@ fn validate_video(video: &str) -> Result<(), String> {
     if let Some((scheme, rest)) = v.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
         if !["http", "https", "file"].contains(&scheme.as_str()) {
-            return Err(format!("\"video\" has scheme {scheme:?}: only http, https and file are supported"));
+            return Err(format!(
+                "\"video\" has scheme {scheme:?}: only http, https and file are supported"
+            ));
         }
         if scheme != "file" && rest.split('/').next().unwrap_or("").is_empty() {
             return Err(format!("\"video\" URL {v:?} has no host"));
@@ -396,8 +465,13 @@ fn validate_id(what: &str, id: &str) -> Result<(), String> {
     if id.is_empty() || id.len() > MAX_JOB_ID_LEN {
         return Err(format!("{what} must be 1..={MAX_JOB_ID_LEN} characters"));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-        return Err(format!("{what} {id:?} may only hold ASCII letters, digits, '-', '_', '.', ':'"));
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+    {
+        return Err(format!(
+            "{what} {id:?} may only hold ASCII letters, digits, '-', '_', '.', ':'"
+        ));
     }
     Ok(())
 }
@@ -412,7 +486,11 @@ mod tests {
         assert!(validate_video("https://cdn.example/v.mp4").is_ok());
         assert!(validate_video("").unwrap_err().contains("empty"));
         assert!(validate_video("ftp://x/y").unwrap_err().contains("ftp"));
-        assert!(validate_video("http:///nohost").unwrap_err().contains("no host"));
+        assert!(
+            validate_video("http:///nohost")
+                .unwrap_err()
+                .contains("no host")
+        );
     }
 
     #[test]

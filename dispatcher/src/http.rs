@@ -43,10 +43,19 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 
 async fn auth(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
     if let Some(token) = &core.config.connections.api_token {
-        let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let ok = given.strip_prefix("Bearer ").is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let ok = given
+            .strip_prefix("Bearer ")
+            .is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
         if !ok {
-            return error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer $FLEET_API_TOKEN)");
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token (Authorization: Bearer $FLEET_API_TOKEN)",
+            );
         }
     }
     next.run(req).await
@@ -59,24 +68,46 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn ready(State(core): State<Arc<Core>>) -> Response {
     let redis = core.store.ping().await.is_ok();
     let amqp = core.broker.is_connected().await;
-    let code = if redis && amqp { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if redis && amqp {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(json!({ "redis": redis, "amqp": amqp }))).into_response()
 }
 
 async fn metrics(State(core): State<Arc<Core>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], core.metrics.encode()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        core.metrics.encode(),
+    )
+        .into_response()
 }
 
 async fn submit(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let req = match codec::decode_job_request(ct, &body) {
         Ok(r) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let trace = TraceContext { traceparent: h("traceparent"), tracestate: h("tracestate") };
+    let h = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let trace = TraceContext {
+        traceparent: h("traceparent"),
+        tracestate: h("tracestate"),
+    };
     match core.submit(req, None, trace).await {
-        Ok(s) => (StatusCode::ACCEPTED, Json(json!({ "job_id": s.job_id, "created": s.created }))).into_response(),
+        Ok(s) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "job_id": s.job_id, "created": s.created })),
+        )
+            .into_response(),
         Err(SubmitError::Invalid(reason)) => error(StatusCode::UNPROCESSABLE_ENTITY, reason),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("try again: {e}")),
     }
@@ -106,10 +137,17 @@ async fn list(State(core): State<Arc<Core>>, Query(q): Query<ListQuery>) -> Resp
 async fn load(core: &Core, id: &str) -> Result<(JobMeta, BTreeMap<String, Outcome>), Response> {
     match core.store.job(id).await {
         Ok(Some(meta)) => {
-            let outcomes = core.store.outcomes(id).await.map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            let outcomes = core
+                .store
+                .outcomes(id)
+                .await
+                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             Ok((meta, outcomes))
         }
-        Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("no job {id:?} (unknown or expired)"))),
+        Ok(None) => Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no job {id:?} (unknown or expired)"),
+        )),
         Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
@@ -125,8 +163,10 @@ pub fn status_body(meta: &JobMeta, outcomes: &BTreeMap<String, Outcome>) -> Valu
             e.0 += 1;
         }
     }
-    let stages: BTreeMap<&str, Value> =
-        stages.into_iter().map(|(s, (done, total))| (s, json!({ "done": done, "total": total }))).collect();
+    let stages: BTreeMap<&str, Value> = stages
+        .into_iter()
+        .map(|(s, (done, total))| (s, json!({ "done": done, "total": total })))
+        .collect();
     json!({
         "job_id": meta.id,
         "status": meta.status.as_str(),
@@ -157,8 +197,11 @@ async fn result(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Respon
         Err(r) => return r,
     };
     let mut body = status_body(&meta, &outcomes);
-    let failed: BTreeMap<&String, &Option<String>> =
-        outcomes.iter().filter(|(_, o)| o.status == OutcomeStatus::Failed).map(|(k, o)| (k, &o.error)).collect();
+    let failed: BTreeMap<&String, &Option<String>> = outcomes
+        .iter()
+        .filter(|(_, o)| o.status == OutcomeStatus::Failed)
+        .map(|(k, o)| (k, &o.error))
+        .collect();
     body["metadata"] = meta.metadata.clone();
     body["request"] = meta.request.clone();
     body["failed"] = json!(failed);
@@ -169,7 +212,10 @@ async fn result(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Respon
 async fn cancel(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
     match core.cancel(&id).await {
         Ok(Some(s)) => Json(json!({ "job_id": id, "status": s.as_str() })).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id:?} (unknown or expired)")),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!("no job {id:?} (unknown or expired)"),
+        ),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }

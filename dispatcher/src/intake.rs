@@ -46,15 +46,27 @@ async fn retrying<T, E: std::fmt::Display, Fut: std::future::Future<Output = Res
 }
 
 pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
-    let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string());
+    let ct = d
+        .properties
+        .content_type()
+        .as_ref()
+        .map(|c| c.as_str().to_string());
     let req = match codec::decode_job_request(ct.as_deref(), &d.data) {
         Ok(r) => r,
         Err(e) => return dead_letter(&core, d, &format!("malformed job request: {e}")).await,
     };
-    let id_hint = d.properties.message_id().as_ref().map(|m| m.as_str().to_string()).filter(|m| !m.is_empty());
+    let id_hint = d
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.as_str().to_string())
+        .filter(|m| !m.is_empty());
     let trace = TraceContext::from_props(&d.properties);
     let attempt = || async {
-        match core.submit(req.clone(), id_hint.clone(), trace.clone()).await {
+        match core
+            .submit(req.clone(), id_hint.clone(), trace.clone())
+            .await
+        {
             Ok(s) => Ok(Ok(s)),
             Err(SubmitError::Invalid(reason)) => Ok(Err(reason)),
             Err(e) => Err(e),
@@ -65,7 +77,9 @@ pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
             tracing::debug!(job_id = %s.job_id, created = s.created, "intake message handled");
             ack(d).await;
         }
-        Some(Err(reason)) => dead_letter(&core, d, &format!("rejected job request: {reason}")).await,
+        Some(Err(reason)) => {
+            dead_letter(&core, d, &format!("rejected job request: {reason}")).await
+        }
         None => {}
     }
 }
@@ -119,7 +133,12 @@ pub async fn on_dead(core: Arc<Core>, d: Delivery) {
 
 async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
     let topo = core.broker.topology();
-    core.metrics.dead_lettered.get_or_create(&common::metrics::ReasonLabels { reason: "delivery_limit".into() }).inc();
+    core.metrics
+        .dead_lettered
+        .get_or_create(&common::metrics::ReasonLabels {
+            reason: "delivery_limit".into(),
+        })
+        .inc();
     if from_queue == topo.outcomes() {
         if let Ok(n) = codec::decode::<OutcomeNotice>(&d.data)
             && retrying(&core, || core.advance(&n.job_id)).await.is_none()
@@ -128,7 +147,10 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
         }
     } else if let Ok(task) = codec::decode::<TaskMessage>(&d.data) {
         let deliveries = delivery_count(&d.properties).max(core.config.delivery_limit);
-        if retrying(&core, || core.record_dead_task(&task, deliveries)).await.is_none() {
+        if retrying(&core, || core.record_dead_task(&task, deliveries))
+            .await
+            .is_none()
+        {
             return;
         }
     }
@@ -143,16 +165,34 @@ fn first_death_queue(props: &lapin::BasicProperties) -> Option<String> {
 pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
     tracing::warn!(reason, "dead-lettering a message");
     let mut headers = d.properties.headers().clone().unwrap_or_default();
-    headers.insert(ShortString::from(REASON_HEADER), AMQPValue::LongString(LongString::from(reason)));
+    headers.insert(
+        ShortString::from(REASON_HEADER),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
     TraceContext::current().inject(&mut headers);
-    let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+    let ct = d
+        .properties
+        .content_type()
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
     let mut props = persistent(&ct, headers);
     if let Some(id) = d.properties.message_id() {
         props = props.with_message_id(id.clone());
     }
     let dlq = core.broker.topology().dlq();
-    if retrying(core, || core.broker.publish("", &dlq, &d.data, props.clone())).await.is_some() {
-        core.metrics.dead_lettered.get_or_create(&common::metrics::ReasonLabels { reason: "rejected".into() }).inc();
+    if retrying(core, || {
+        core.broker.publish("", &dlq, &d.data, props.clone())
+    })
+    .await
+    .is_some()
+    {
+        core.metrics
+            .dead_lettered
+            .get_or_create(&common::metrics::ReasonLabels {
+                reason: "rejected".into(),
+            })
+            .inc();
         ack(d).await;
     }
 }
@@ -163,4 +203,3 @@ async fn ack(d: Delivery) {
         tracing::warn!(error = %e, "ack failed");
     }
 }
-

@@ -28,14 +28,31 @@ const INTAKE_PREFETCH: u16 = 16;
 
 /// Runs the dispatcher until `shutdown` fires: HTTP on `listener`, AMQP consumers, and
 /// a drain of in-flight work within the configured grace period.
-pub async fn run(config: Arc<FleetConfig>, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: Arc<FleetConfig>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let c = &config.connections;
     let store = Store::connect(&c.redis_url, &c.prefix, config.result_ttl).await?;
     let topology = Topology::new(&c.prefix);
     let name = format!("dispatcher@{}", hostname());
-    let broker = Broker::connect(&c.amqp_url, &name, topology.clone(), config.delivery_limit, &shutdown).await?;
+    let broker = Broker::connect(
+        &c.amqp_url,
+        &name,
+        topology.clone(),
+        config.delivery_limit,
+        &shutdown,
+    )
+    .await?;
     let work_cancel = CancellationToken::new();
-    let core = Arc::new(Core::new(config.clone(), store, broker.clone(), Metrics::new(), work_cancel.clone()));
+    let core = Arc::new(Core::new(
+        config.clone(),
+        store,
+        broker.clone(),
+        Metrics::new(),
+        work_cancel.clone(),
+    ));
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, prefix = %c.prefix, auth = c.api_token.is_some(), "dispatcher listening");
@@ -51,11 +68,29 @@ pub async fn run(config: Arc<FleetConfig>, listener: TcpListener, shutdown: Canc
     };
     let consumers = {
         let k = core.clone();
-        let jobs = consume::run(broker.clone(), spec(topology.jobs(), INTAKE_PREFETCH, "jobs"), shutdown.clone(), work_cancel.clone(), move |d| intake::on_job_request(k.clone(), d));
+        let jobs = consume::run(
+            broker.clone(),
+            spec(topology.jobs(), INTAKE_PREFETCH, "jobs"),
+            shutdown.clone(),
+            work_cancel.clone(),
+            move |d| intake::on_job_request(k.clone(), d),
+        );
         let k = core.clone();
-        let outcomes = consume::run(broker.clone(), spec(topology.outcomes(), OUTCOME_PREFETCH, "outcomes"), shutdown.clone(), work_cancel.clone(), move |d| intake::on_outcome(k.clone(), d));
+        let outcomes = consume::run(
+            broker.clone(),
+            spec(topology.outcomes(), OUTCOME_PREFETCH, "outcomes"),
+            shutdown.clone(),
+            work_cancel.clone(),
+            move |d| intake::on_outcome(k.clone(), d),
+        );
         let k = core.clone();
-        let dead = consume::run(broker.clone(), spec(topology.dead(), INTAKE_PREFETCH, "dead"), shutdown.clone(), work_cancel.clone(), move |d| intake::on_dead(k.clone(), d));
+        let dead = consume::run(
+            broker.clone(),
+            spec(topology.dead(), INTAKE_PREFETCH, "dead"),
+            shutdown.clone(),
+            work_cancel.clone(),
+            move |d| intake::on_dead(k.clone(), d),
+        );
         async move { tokio::join!(jobs, outcomes, dead) }
     };
     let (served, _) = tokio::join!(server, consumers);
@@ -69,6 +104,10 @@ pub fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
         .unwrap_or_else(|| "localhost".into())
 }

@@ -31,7 +31,10 @@ async fn main() -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(&config.connections.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("dispatcher: cannot listen on {}: {e} (set FLEET_LISTEN)", config.connections.listen);
+            eprintln!(
+                "dispatcher: cannot listen on {}: {e} (set FLEET_LISTEN)",
+                config.connections.listen
+            );
             return ExitCode::FAILURE;
         }
     };

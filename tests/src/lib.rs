@@ -74,7 +74,9 @@ impl Fleet {
         config.connections.redis_url = REDIS_URL.into();
         config.shutdown_grace = Duration::from_secs(30);
         edit(&mut config);
-        let store = Store::connect(REDIS_URL, &prefix, config.result_ttl).await.expect("Redis at 127.0.0.1:6379 (make services)");
+        let store = Store::connect(REDIS_URL, &prefix, config.result_ttl)
+            .await
+            .expect("Redis at 127.0.0.1:6379 (make services)");
         Fleet {
             prefix,
             config: Arc::new(config),
@@ -92,22 +94,46 @@ impl Fleet {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.dispatcher_addr = Some(listener.local_addr().unwrap());
         let (cfg, token) = (self.config.clone(), self.shutdown.clone());
-        self.tasks.push(tokio::spawn(dispatcher::run(cfg, listener, token)));
+        self.tasks
+            .push(tokio::spawn(dispatcher::run(cfg, listener, token)));
         let url = format!("{}/healthz", self.base_url());
         let http = self.http.clone();
         eventually(Duration::from_secs(20), "dispatcher /readyz", || {
             let (http, url) = (http.clone(), url.replace("healthz", "readyz"));
-            async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
         })
         .await;
     }
 
     /// Starts a worker in-process; returns its metrics and a token that stops just it.
-    pub async fn start_worker(&mut self, class: StageClass, name: &str, backends: Backends) -> (Arc<Metrics>, CancellationToken) {
+    pub async fn start_worker(
+        &mut self,
+        class: StageClass,
+        name: &str,
+        backends: Backends,
+    ) -> (Arc<Metrics>, CancellationToken) {
         let metrics = Metrics::new();
         let token = self.shutdown.child_token();
-        let opts = WorkerOptions { class, name: name.into(), backends };
-        let handle = tokio::spawn(worker::run(self.config.clone(), opts, None, None, metrics.clone(), token.clone()));
+        let opts = WorkerOptions {
+            class,
+            name: name.into(),
+            backends,
+        };
+        let handle = tokio::spawn(worker::run(
+            self.config.clone(),
+            opts,
+            None,
+            None,
+            metrics.clone(),
+            token.clone(),
+        ));
         self.workers.push((token.clone(), handle));
         (metrics, token)
     }
@@ -120,7 +146,10 @@ impl Fleet {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.dispatcher_addr.expect("dispatcher started"))
+        format!(
+            "http://{}",
+            self.dispatcher_addr.expect("dispatcher started")
+        )
     }
 
     pub fn topology(&self) -> Topology {
@@ -129,14 +158,26 @@ impl Fleet {
 
     /// A broker handle of the test's own (for publishing raw messages, reading queues).
     pub async fn broker(&self) -> Arc<Broker> {
-        Broker::connect(AMQP_URL, "test", self.topology(), self.config.delivery_limit, &CancellationToken::new())
-            .await
-            .expect("RabbitMQ at 127.0.0.1:5672 (make services)")
+        Broker::connect(
+            AMQP_URL,
+            "test",
+            self.topology(),
+            self.config.delivery_limit,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("RabbitMQ at 127.0.0.1:5672 (make services)")
     }
 
     /// POST /v1/jobs; returns (status code, body).
     pub async fn post_job(&self, body: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}/v1/jobs", self.base_url())).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/v1/jobs", self.base_url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let code = r.status().as_u16();
         (code, r.json().await.unwrap_or(Value::Null))
     }
@@ -159,7 +200,10 @@ impl Fleet {
     /// Waits until the job is completed and returns its outcomes.
     pub async fn wait_completed(&self, id: &str, timeout: Duration) -> BTreeMap<String, Outcome> {
         eventually(timeout, &format!("job {id} to complete"), || async {
-            self.job(id).await.filter(|m| m.status == JobStatus::Completed).map(|_| ())
+            self.job(id)
+                .await
+                .filter(|m| m.status == JobStatus::Completed)
+                .map(|_| ())
         })
         .await;
         self.outcomes(id).await
@@ -189,11 +233,24 @@ pub fn binary(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "worker", "-p", "dispatcher", "-p", "fleet", "--bins"])
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "worker",
+                "-p",
+                "dispatcher",
+                "-p",
+                "fleet",
+                "--bins",
+            ])
             .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "building the worker/dispatcher binaries failed");
+        assert!(
+            status.success(),
+            "building the worker/dispatcher binaries failed"
+        );
     });
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap();
@@ -203,7 +260,11 @@ pub fn binary(name: &str) -> PathBuf {
 /// Children's logs reach the terminal only with `FLEET_TEST_LOGS=1` (they would bury the
 /// test report otherwise).
 pub fn child_logs() -> Stdio {
-    if std::env::var_os("FLEET_TEST_LOGS").is_some() { Stdio::inherit() } else { Stdio::null() }
+    if std::env::var_os("FLEET_TEST_LOGS").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
 }
 
 /// A worker binary running as a child process.
@@ -213,7 +274,13 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    pub fn spawn(fleet: &Fleet, class: &str, name: &str, extra: &[&str], metrics_listen: &str) -> WorkerProcess {
+    pub fn spawn(
+        fleet: &Fleet,
+        class: &str,
+        name: &str,
+        extra: &[&str],
+        metrics_listen: &str,
+    ) -> WorkerProcess {
         let mut cmd = Command::new(binary("worker"));
         cmd.args(["--class", class, "--name", name])
             .args(extra)
@@ -226,11 +293,17 @@ impl WorkerProcess {
             .stdout(Stdio::null())
             .stderr(child_logs());
         let child = cmd.spawn().expect("spawn worker binary");
-        WorkerProcess { child, name: name.into() }
+        WorkerProcess {
+            child,
+            name: name.into(),
+        }
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -241,7 +314,11 @@ impl WorkerProcess {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            assert!(std::time::Instant::now() < deadline, "worker {} did not exit within {timeout:?}", self.name);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "worker {} did not exit within {timeout:?}",
+                self.name
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -287,14 +364,18 @@ impl Proxy {
         let (up2, cut2) = (up.clone(), cut.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
                 if !up2.load(Ordering::SeqCst) {
                     drop(inbound);
                     continue;
                 }
                 let mut cut_rx = cut2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut_rx.changed() => {}

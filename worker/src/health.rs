@@ -22,10 +22,20 @@ async fn ready(State(w): State<Arc<Shared>>) -> impl IntoResponse {
     let redis = w.store.ping().await.is_ok();
     let amqp = w.broker.is_connected().await;
     let accepting = *w.accepting.borrow();
-    let code = if redis && amqp { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, axum::Json(serde_json::json!({ "redis": redis, "amqp": amqp, "accepting": accepting })))
+    let code = if redis && amqp {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({ "redis": redis, "amqp": amqp, "accepting": accepting })),
+    )
 }
 
 async fn metrics(State(w): State<Arc<Shared>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], w.metrics.encode())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        w.metrics.encode(),
+    )
 }

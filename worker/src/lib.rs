@@ -50,11 +50,21 @@ pub async fn run(
     let c = &config.connections;
     let stages = config.stages_of(opts.class);
     if stages.is_empty() {
-        anyhow::bail!("the config has no {} stage for this worker to consume", opts.class);
+        anyhow::bail!(
+            "the config has no {} stage for this worker to consume",
+            opts.class
+        );
     }
     let store = Store::connect(&c.redis_url, &c.prefix, config.result_ttl).await?;
     let topology = Topology::new(&c.prefix);
-    let broker = Broker::connect(&c.amqp_url, &opts.name, topology.clone(), config.delivery_limit, &shutdown).await?;
+    let broker = Broker::connect(
+        &c.amqp_url,
+        &opts.name,
+        topology.clone(),
+        config.delivery_limit,
+        &shutdown,
+    )
+    .await?;
     let registry = Registry::build(&config, opts.backends);
     let media_cfg = settings::media_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let accepting = accepting.unwrap_or_else(|| watch::channel(true).1);
@@ -76,12 +86,17 @@ pub async fn run(
         let app = health::router(shared.clone());
         let s = shutdown.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(l, app).with_graceful_shutdown(async move { s.cancelled().await }).await;
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await;
         })
     });
 
     let consumers = stages.iter().map(|stage| {
-        metrics.stage_limit.get_or_create(&stage_labels(&stage.name)).set(stage.concurrency as i64);
+        metrics
+            .stage_limit
+            .get_or_create(&stage_labels(&stage.name))
+            .set(stage.concurrency as i64);
         let spec = ConsumerSpec {
             queue: topology.stage_queue(&stage.name),
             prefetch: stage.concurrency,
@@ -90,9 +105,13 @@ pub async fn run(
         };
         let w = shared.clone();
         let name = stage.name.clone();
-        consume::run(broker.clone(), spec, shutdown.clone(), work_cancel.clone(), move |d| {
-            runner::handle(w.clone(), name.clone(), d)
-        })
+        consume::run(
+            broker.clone(),
+            spec,
+            shutdown.clone(),
+            work_cancel.clone(),
+            move |d| runner::handle(w.clone(), name.clone(), d),
+        )
     });
     tracing::info!(
         worker = %opts.name, class = %opts.class,

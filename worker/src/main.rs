@@ -78,7 +78,9 @@ async fn main() -> ExitCode {
                 accepting = Some(rx);
             }
             Err(e) if args.allow_cpu_fallback => {
-                tracing::warn!("{e}; --allow-cpu-fallback given: GPU stages run on the CPU execution provider, no memory guard");
+                tracing::warn!(
+                    "{e}; --allow-cpu-fallback given: GPU stages run on the CPU execution provider, no memory guard"
+                );
             }
             Err(e) => {
                 eprintln!("worker: {e}");
@@ -86,10 +88,14 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let name = args.name.unwrap_or_else(|| format!("{class}@{}:{}", dispatcher_host(), std::process::id()));
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("{class}@{}:{}", dispatcher_host(), std::process::id()));
     let backends = match args.synthetic_scale {
         Some(scale) => Backends::Synthetic { scale },
-        None => Backends::Real { fallback_scale: 1.0 },
+        None => Backends::Real {
+            fallback_scale: 1.0,
+        },
     };
     let health = match tokio::net::TcpListener::bind(&config.connections.metrics_listen).await {
         Ok(l) => Some(l),
@@ -101,7 +107,11 @@ async fn main() -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(common::telemetry::shutdown_on_signals(shutdown.clone()));
-    let opts = WorkerOptions { class, name, backends };
+    let opts = WorkerOptions {
+        class,
+        name,
+        backends,
+    };
     let result = worker::run(config, opts, health, accepting, metrics, shutdown).await;
     // The last spans (the drained tasks) leave before the process does.
     telemetry.shutdown();
@@ -115,7 +125,9 @@ async fn main() -> ExitCode {
 }
 
 fn dispatcher_host() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 /// Pins the GPU, logs it, exports CUDA_VISIBLE_DEVICES for children, starts the memory guard
@@ -127,8 +139,11 @@ fn pin_gpu(
 ) -> Result<(gpu::MemoryGuard, watch::Receiver<bool>), gpu::GpuError> {
     let pinned = gpu::select(selector)?;
     tracing::info!(
-        index = pinned.index(), uuid = pinned.uuid(), name = pinned.name(),
-        memory_total_bytes = pinned.memory_total_bytes(), cuda_device_id = pinned.cuda_device_id(),
+        index = pinned.index(),
+        uuid = pinned.uuid(),
+        name = pinned.name(),
+        memory_total_bytes = pinned.memory_total_bytes(),
+        cuda_device_id = pinned.cuda_device_id(),
         "GPU pinned"
     );
     let thresholds = gpu::GuardThresholds {
@@ -140,16 +155,26 @@ fn pin_gpu(
     let mut states = guard.subscribe();
     let mut readings = guard.readings();
     let m = metrics.clone();
-    let label = GpuLabels { gpu: pinned.uuid().to_string() };
+    let label = GpuLabels {
+        gpu: pinned.uuid().to_string(),
+    };
     tokio::spawn(async move {
         let mut last_state = gpu::GuardState::Normal;
         loop {
             {
                 let r = readings.borrow_and_update().clone();
-                m.gpu_memory_used_bytes.get_or_create(&label).set(r.memory_used_bytes as i64);
-                m.gpu_memory_total_bytes.get_or_create(&label).set(r.memory_total_bytes as i64);
-                m.gpu_utilization_percent.get_or_create(&label).set(r.utilization_percent.unwrap_or(0) as i64);
-                m.gpu_temperature_celsius.get_or_create(&label).set(r.temperature_celsius.unwrap_or(0) as i64);
+                m.gpu_memory_used_bytes
+                    .get_or_create(&label)
+                    .set(r.memory_used_bytes as i64);
+                m.gpu_memory_total_bytes
+                    .get_or_create(&label)
+                    .set(r.memory_total_bytes as i64);
+                m.gpu_utilization_percent
+                    .get_or_create(&label)
+                    .set(r.utilization_percent.unwrap_or(0) as i64);
+                m.gpu_temperature_celsius
+                    .get_or_create(&label)
+                    .set(r.temperature_celsius.unwrap_or(0) as i64);
                 let s = *states.borrow_and_update();
                 if s != last_state {
                     // Model residency: models stay warm while there is room; memory pressure
@@ -160,10 +185,16 @@ fn pin_gpu(
                         gpu::GuardState::Paused => registry.unload_all(),
                         gpu::GuardState::Normal => 0,
                     };
-                    tracing::info!(state = s.as_str(), models_unloaded = freed, "GPU memory guard");
+                    tracing::info!(
+                        state = s.as_str(),
+                        models_unloaded = freed,
+                        "GPU memory guard"
+                    );
                     last_state = s;
                 }
-                m.gpu_paused.get_or_create(&label).set(i64::from(!s.accepts_work()));
+                m.gpu_paused
+                    .get_or_create(&label)
+                    .set(i64::from(!s.accepts_work()));
                 let _ = tx.send(s.accepts_work());
             }
             tokio::select! {

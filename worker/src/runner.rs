@@ -100,7 +100,15 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
     span.record("job.id", task.job_id.as_str())
         .record("analyzer", task.analyzer.as_str());
     if task.v > SCHEMA_VERSION {
-        return reject(&w, d, &format!("task schema version {} is newer than this worker ({SCHEMA_VERSION})", task.v)).await;
+        return reject(
+            &w,
+            d,
+            &format!(
+                "task schema version {} is newer than this worker ({SCHEMA_VERSION})",
+                task.v
+            ),
+        )
+        .await;
     }
     // Wait while the GPU guard says no; on shutdown, leave the task to another worker.
     let mut accepting = w.accepting.clone();
@@ -108,7 +116,11 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         r = accepting.wait_for(|ok| *ok) => if r.is_err() { return },
         _ = w.shutdown.cancelled() => return,
     }
-    let Step::Done(existing) = persist(&w, "read outcome", || w.store.outcome(&task.job_id, &task.analyzer)).await else {
+    let Step::Done(existing) = persist(&w, "read outcome", || {
+        w.store.outcome(&task.job_id, &task.analyzer)
+    })
+    .await
+    else {
         return;
     };
     if let Some(o) = existing {
@@ -121,7 +133,11 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         return;
     }
 
-    let in_flight = w.metrics.in_flight.get_or_create(&stage_labels(&stage)).clone();
+    let in_flight = w
+        .metrics
+        .in_flight
+        .get_or_create(&stage_labels(&stage))
+        .clone();
     in_flight.inc();
     let outcome = run_task(&w, &task, &stage, &d).await;
     in_flight.dec();
@@ -145,7 +161,11 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
     if stored {
         w.metrics
             .tasks_finished
-            .get_or_create(&OutcomeLabels { analyzer: task.analyzer.clone(), stage: stage.clone(), status: outcome.status.as_str().into() })
+            .get_or_create(&OutcomeLabels {
+                analyzer: task.analyzer.clone(),
+                stage: stage.clone(),
+                status: outcome.status.as_str().into(),
+            })
             .inc();
     }
     tracing::info!(
@@ -178,11 +198,18 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         finished_at_ms: now_ms(),
     };
     let Some(analyzer) = w.registry.get(&task.analyzer).cloned() else {
-        let e = format!("no implementation of analyzer {:?} on worker {} (is it in config/fleet.toml?)", task.analyzer, w.name);
+        let e = format!(
+            "no implementation of analyzer {:?} on worker {} (is it in config/fleet.toml?)",
+            task.analyzer, w.name
+        );
         return Some(done(OutcomeStatus::Failed, None, Some(e), 0, "none".into()));
     };
     let backend = analyzer.backend().label();
-    let Step::Done(inputs) = persist(w, "read inputs", || w.store.outcomes_of(&task.job_id, &task.inputs)).await else {
+    let Step::Done(inputs) = persist(w, "read inputs", || {
+        w.store.outcomes_of(&task.job_id, &task.inputs)
+    })
+    .await
+    else {
         return None;
     };
     let deps: std::collections::BTreeMap<String, serde_json::Value> = inputs
@@ -236,15 +263,34 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         return None;
     }
     let attempts = attempts.load(Ordering::SeqCst);
-    w.metrics.task_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    w.metrics
+        .task_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     let total_attempts = prior_runs + attempts;
     Some(match result {
         Ok(v) => done(OutcomeStatus::Ok, Some(v), None, total_attempts, backend),
-        Err(AnalyzerError::Skipped(e)) => done(OutcomeStatus::Skipped, None, Some(e), total_attempts, backend),
-        Err(AnalyzerError::Permanent(e)) => done(OutcomeStatus::Failed, None, Some(e), total_attempts, backend),
-        Err(AnalyzerError::Transient(e)) => {
-            done(OutcomeStatus::Failed, None, Some(format!("failed {attempts} times, last: {e}")), total_attempts, backend)
-        }
+        Err(AnalyzerError::Skipped(e)) => done(
+            OutcomeStatus::Skipped,
+            None,
+            Some(e),
+            total_attempts,
+            backend,
+        ),
+        Err(AnalyzerError::Permanent(e)) => done(
+            OutcomeStatus::Failed,
+            None,
+            Some(e),
+            total_attempts,
+            backend,
+        ),
+        Err(AnalyzerError::Transient(e)) => done(
+            OutcomeStatus::Failed,
+            None,
+            Some(format!("failed {attempts} times, last: {e}")),
+            total_attempts,
+            backend,
+        ),
         Err(AnalyzerError::Requeue(e)) => {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, error = %e, "resource shortage; requeueing");
             requeue_copy(w, d).await;
@@ -260,15 +306,26 @@ async fn requeue_copy(w: &Shared, d: &Delivery) {
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     TraceContext::current().inject(&mut headers);
     let props = d.properties.clone().with_headers(headers);
-    if let Step::Done(()) = persist(w, "requeue", || w.broker.publish("", &queue, &d.data, props.clone())).await {
+    if let Step::Done(()) = persist(w, "requeue", || {
+        w.broker.publish("", &queue, &d.data, props.clone())
+    })
+    .await
+    {
         let _ = d.ack(BasicAckOptions::default()).await;
     }
 }
 
 /// Tells the dispatcher an outcome is final. False: give up (shutdown), leave unacked.
 async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
-    let notice = OutcomeNotice { v: SCHEMA_VERSION, job_id: task.job_id.clone(), analyzer: task.analyzer.clone(), status };
-    let Ok(body) = codec::encode(&notice) else { return false };
+    let notice = OutcomeNotice {
+        v: SCHEMA_VERSION,
+        job_id: task.job_id.clone(),
+        analyzer: task.analyzer.clone(),
+        status,
+    };
+    let Ok(body) = codec::encode(&notice) else {
+        return false;
+    };
     let queue = w.broker.topology().outcomes();
     let span = tracing::info_span!(
         "notify",
@@ -292,13 +349,30 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
 async fn reject(w: &Shared, d: Delivery, reason: &str) {
     tracing::warn!(reason, "dead-lettering a task message");
     let mut headers = d.properties.headers().clone().unwrap_or_default();
-    headers.insert(ShortString::from(REASON_HEADER), AMQPValue::LongString(LongString::from(reason)));
+    headers.insert(
+        ShortString::from(REASON_HEADER),
+        AMQPValue::LongString(LongString::from(reason)),
+    );
     TraceContext::current().inject(&mut headers);
-    let ct = d.properties.content_type().as_ref().map(|c| c.as_str().to_string()).unwrap_or_default();
+    let ct = d
+        .properties
+        .content_type()
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
     let props = persistent(&ct, headers);
     let dlq = w.broker.topology().dlq();
-    if let Step::Done(()) = persist(w, "dead-letter", || w.broker.publish("", &dlq, &d.data, props.clone())).await {
-        w.metrics.dead_lettered.get_or_create(&ReasonLabels { reason: "rejected".into() }).inc();
+    if let Step::Done(()) = persist(w, "dead-letter", || {
+        w.broker.publish("", &dlq, &d.data, props.clone())
+    })
+    .await
+    {
+        w.metrics
+            .dead_lettered
+            .get_or_create(&ReasonLabels {
+                reason: "rejected".into(),
+            })
+            .inc();
         ack(d).await;
     }
 }

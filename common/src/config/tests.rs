@@ -14,17 +14,31 @@ fn shipped_config_holds_the_seed() {
     let c = shipped();
     assert_eq!(c.analyzers.len(), 41, "22 active + 19 disabled");
     assert_eq!(c.enabled_analyzers().count(), 22);
-    let limits: Vec<(String, u16)> =
-        STAGES.iter().map(|s| (s.to_string(), c.stages[*s].concurrency)).collect();
+    let limits: Vec<(String, u16)> = STAGES
+        .iter()
+        .map(|s| (s.to_string(), c.stages[*s].concurrency))
+        .collect();
     assert_eq!(
         limits,
-        [("stage1", 2), ("stage2", 3), ("stage3", 4), ("stage4", 4), ("cpu", 8)]
-            .map(|(s, n)| (s.to_string(), n))
+        [
+            ("stage1", 2),
+            ("stage2", 3),
+            ("stage3", 4),
+            ("stage4", 4),
+            ("cpu", 8)
+        ]
+        .map(|(s, n)| (s.to_string(), n))
     );
-    assert_eq!(c.analyzers["speech_rate"].stage, "cpu", "the seed recommends CPU");
+    assert_eq!(
+        c.analyzers["speech_rate"].stage, "cpu",
+        "the seed recommends CPU"
+    );
     assert_eq!(c.analyzers["qwen2_vl_temporal"].expected_secs, 110.0);
     assert_eq!(c.analyzers["temporal_flow"].needs, vec!["cut_analysis"]);
-    assert_eq!((c.gpu.warning.as_str(), c.gpu.critical.as_str()), ("35GiB", "40GiB"));
+    assert_eq!(
+        (c.gpu.warning.as_str(), c.gpu.critical.as_str()),
+        ("35GiB", "40GiB")
+    );
     assert!(!c.analyzers["composition_analysis"].enabled);
 }
 
@@ -96,9 +110,16 @@ fn environment_overrides_connections() {
 #[test]
 fn job_subsets_pull_in_hard_dependencies() {
     let c = shipped();
-    let got = c.resolve_job_analyzers(Some(&["temporal_flow".to_string()])).unwrap();
+    let got = c
+        .resolve_job_analyzers(Some(&["temporal_flow".to_string()]))
+        .unwrap();
     assert_eq!(got, vec!["cut_analysis", "temporal_flow"]);
-    let err = c.resolve_job_analyzers(Some(&["nope".to_string(), "vid2seq".to_string()])).unwrap_err();
-    assert!(err.contains("\"nope\" is not an analyzer") && err.contains("\"vid2seq\" is disabled"), "{err}");
+    let err = c
+        .resolve_job_analyzers(Some(&["nope".to_string(), "vid2seq".to_string()]))
+        .unwrap_err();
+    assert!(
+        err.contains("\"nope\" is not an analyzer") && err.contains("\"vid2seq\" is disabled"),
+        "{err}"
+    );
     assert_eq!(c.resolve_job_analyzers(None).unwrap().len(), 22);
 }

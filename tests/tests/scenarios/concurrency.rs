@@ -11,7 +11,10 @@ use worker::Backends;
 /// Most intervals open at once; an interval is [start, end), so an end and a start at the
 /// same millisecond do not overlap.
 fn max_overlap(intervals: &[(u64, u64)]) -> usize {
-    let mut events: Vec<(u64, i32)> = intervals.iter().flat_map(|&(s, e)| [(s, 1), (e, -1)]).collect();
+    let mut events: Vec<(u64, i32)> = intervals
+        .iter()
+        .flat_map(|&(s, e)| [(s, 1), (e, -1)])
+        .collect();
     events.sort();
     let (mut now, mut max) = (0i32, 0i32);
     for (_, d) in events {
@@ -47,8 +50,15 @@ async fn stages_run_up_to_their_limit_and_never_beyond() {
     }
     let mut per_stage: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
     for id in &ids {
-        for o in fleet.wait_completed(id, Duration::from_secs(120)).await.into_values() {
-            per_stage.entry(format!("{}@{}", o.stage, o.worker)).or_default().push((o.started_at_ms, o.finished_at_ms));
+        for o in fleet
+            .wait_completed(id, Duration::from_secs(120))
+            .await
+            .into_values()
+        {
+            per_stage
+                .entry(format!("{}@{}", o.stage, o.worker))
+                .or_default()
+                .push((o.started_at_ms, o.finished_at_ms));
         }
     }
     for (key, intervals) in &per_stage {
@@ -56,8 +66,18 @@ async fn stages_run_up_to_their_limit_and_never_beyond() {
         let limit = fleet.config.stages[stage].concurrency as usize;
         let seen = max_overlap(intervals);
         assert!(seen <= limit, "{key}: {seen} tasks at once, limit {limit}");
-        assert_eq!(seen, limit, "{key}: never reached its limit {limit} ({} tasks)", intervals.len());
+        assert_eq!(
+            seen,
+            limit,
+            "{key}: never reached its limit {limit} ({} tasks)",
+            intervals.len()
+        );
     }
-    assert_eq!(per_stage.len(), 5, "all five stages ran: {:?}", per_stage.keys());
+    assert_eq!(
+        per_stage.len(),
+        5,
+        "all five stages ran: {:?}",
+        per_stage.keys()
+    );
     fleet.cleanup().await;
 }

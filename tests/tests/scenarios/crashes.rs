@@ -10,11 +10,24 @@ use tests::{Fleet, WorkerProcess, eventually, free_addr};
 use worker::Backends;
 
 /// CPU analyzers with no GPU dependency, slowest first.
-const CPU_ONLY: [&str; 6] =
-    ["speech_rate", "sound_effects", "speech_transcription", "speech_emotion", "audio_environment", "audio_analysis"];
+const CPU_ONLY: [&str; 6] = [
+    "speech_rate",
+    "sound_effects",
+    "speech_transcription",
+    "speech_emotion",
+    "audio_environment",
+    "audio_analysis",
+];
 
 async fn in_flight(http: &reqwest::Client, addr: &str) -> Option<u64> {
-    let text = http.get(format!("http://{addr}/metrics")).send().await.ok()?.text().await.ok()?;
+    let text = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines()
         .find(|l| l.starts_with("fleet_in_flight{") && l.contains("stage=\"cpu\""))
         .and_then(|l| l.rsplit(' ').next())
@@ -37,13 +50,30 @@ async fn sigkill_mid_task_redelivers_to_another_worker() {
     let mut a = WorkerProcess::spawn(&fleet, "cpu", "cpu-a", &["--synthetic-scale", "0.5"], &addr);
     let mut ids = Vec::new();
     for i in 0..3 {
-        ids.push(fleet.submit(json!({"video": format!("/v/{i}.mp4"), "analyzers": CPU_ONLY})).await);
+        ids.push(
+            fleet
+                .submit(json!({"video": format!("/v/{i}.mp4"), "analyzers": CPU_ONLY}))
+                .await,
+        );
     }
-    eventually(Duration::from_secs(30), "worker A to run tasks", || async { in_flight(&fleet.http, &addr).await.filter(|n| *n >= 4) }).await;
+    eventually(Duration::from_secs(30), "worker A to run tasks", || async {
+        in_flight(&fleet.http, &addr).await.filter(|n| *n >= 4)
+    })
+    .await;
     a.signal("KILL");
-    assert_eq!(a.wait(Duration::from_secs(10)).await, None, "killed by a signal");
+    assert_eq!(
+        a.wait(Duration::from_secs(10)).await,
+        None,
+        "killed by a signal"
+    );
 
-    let (b_metrics, _) = fleet.start_worker(StageClass::Cpu, "cpu-b", Backends::Synthetic { scale: 0.05 }).await;
+    let (b_metrics, _) = fleet
+        .start_worker(
+            StageClass::Cpu,
+            "cpu-b",
+            Backends::Synthetic { scale: 0.05 },
+        )
+        .await;
     let mut by_b = 0u64;
     let mut redelivered = 0;
     for id in &ids {
@@ -60,7 +90,10 @@ async fn sigkill_mid_task_redelivers_to_another_worker() {
             }
         }
     }
-    assert!(redelivered >= 1, "the tasks A held were redelivered to B (attempts >= 2)");
+    assert!(
+        redelivered >= 1,
+        "the tasks A held were redelivered to B (attempts >= 2)"
+    );
     // B ran exactly the tasks whose outcome it wrote: nothing already final ran again.
     assert_eq!(counter_sum(&b_metrics, "fleet_tasks_started_total"), by_b);
     assert_eq!(counter_sum(&b_metrics, "fleet_tasks_finished_total"), by_b);
@@ -75,22 +108,47 @@ async fn sigterm_drains_in_flight_tasks_and_exits_zero() {
     let mut a = WorkerProcess::spawn(&fleet, "cpu", "cpu-a", &["--synthetic-scale", "0.3"], &addr);
     let mut ids = Vec::new();
     for i in 0..2 {
-        ids.push(fleet.submit(json!({"video": format!("/v/{i}.mp4"), "analyzers": CPU_ONLY})).await);
+        ids.push(
+            fleet
+                .submit(json!({"video": format!("/v/{i}.mp4"), "analyzers": CPU_ONLY}))
+                .await,
+        );
     }
-    eventually(Duration::from_secs(30), "worker A to run tasks", || async { in_flight(&fleet.http, &addr).await.filter(|n| *n >= 4) }).await;
+    eventually(Duration::from_secs(30), "worker A to run tasks", || async {
+        in_flight(&fleet.http, &addr).await.filter(|n| *n >= 4)
+    })
+    .await;
     a.signal("TERM");
-    assert_eq!(a.wait(Duration::from_secs(40)).await, Some(0), "SIGTERM exits 0 after draining");
+    assert_eq!(
+        a.wait(Duration::from_secs(40)).await,
+        Some(0),
+        "SIGTERM exits 0 after draining"
+    );
 
     let drained = {
         let mut n = 0;
         for id in &ids {
-            n += fleet.outcomes(id).await.values().filter(|o| o.worker == "cpu-a").count();
+            n += fleet
+                .outcomes(id)
+                .await
+                .values()
+                .filter(|o| o.worker == "cpu-a")
+                .count();
         }
         n
     };
-    assert!(drained >= 4, "the in-flight tasks finished and were stored before exit ({drained})");
+    assert!(
+        drained >= 4,
+        "the in-flight tasks finished and were stored before exit ({drained})"
+    );
 
-    let (b_metrics, _) = fleet.start_worker(StageClass::Cpu, "cpu-b", Backends::Synthetic { scale: 0.01 }).await;
+    let (b_metrics, _) = fleet
+        .start_worker(
+            StageClass::Cpu,
+            "cpu-b",
+            Backends::Synthetic { scale: 0.01 },
+        )
+        .await;
     let mut by_b = 0;
     for id in &ids {
         for (name, o) in fleet.wait_completed(id, Duration::from_secs(60)).await {
@@ -98,7 +156,11 @@ async fn sigterm_drains_in_flight_tasks_and_exits_zero() {
             by_b += u64::from(o.worker == "cpu-b");
         }
     }
-    assert_eq!(counter_sum(&b_metrics, "fleet_tasks_started_total"), by_b, "B ran nothing A had finished");
+    assert_eq!(
+        counter_sum(&b_metrics, "fleet_tasks_started_total"),
+        by_b,
+        "B ran nothing A had finished"
+    );
     fleet.cleanup().await;
 }
 
@@ -111,15 +173,27 @@ async fn two_cpu_workers_share_the_cpu_queue() {
     fleet.start_worker(StageClass::Cpu, "cpu-2", b).await;
     let mut ids = Vec::new();
     for i in 0..4 {
-        ids.push(fleet.submit(json!({"video": format!("/v/{i}.mp4"), "analyzers": CPU_ONLY})).await);
+        ids.push(
+            fleet
+                .submit(json!({"video": format!("/v/{i}.mp4"), "analyzers": CPU_ONLY}))
+                .await,
+        );
     }
     let mut workers = std::collections::BTreeMap::<String, usize>::new();
     for id in &ids {
-        for o in fleet.wait_completed(id, Duration::from_secs(60)).await.into_values() {
+        for o in fleet
+            .wait_completed(id, Duration::from_secs(60))
+            .await
+            .into_values()
+        {
             *workers.entry(o.worker).or_default() += 1;
         }
     }
-    assert_eq!(workers.keys().collect::<Vec<_>>(), ["cpu-1", "cpu-2"], "both took work: {workers:?}");
+    assert_eq!(
+        workers.keys().collect::<Vec<_>>(),
+        ["cpu-1", "cpu-2"],
+        "both took work: {workers:?}"
+    );
     assert_eq!(workers.values().sum::<usize>(), 4 * CPU_ONLY.len());
     fleet.cleanup().await;
 }

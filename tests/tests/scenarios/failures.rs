@@ -27,22 +27,51 @@ async fn a_failing_analyzer_is_retried_then_recorded_and_the_job_completes() {
     assert_eq!(audio.status, OutcomeStatus::Failed);
     assert_eq!(audio.attempts, 3, "retried up to max_attempts");
     let err = audio.error.as_deref().unwrap();
-    assert!(err.contains("failed 3 times") && err.contains("synthetic transient failure"), "{err}");
+    assert!(
+        err.contains("failed 3 times") && err.contains("synthetic transient failure"),
+        "{err}"
+    );
 
     let cut = &outcomes["cut_analysis"];
-    assert_eq!((cut.status, cut.attempts), (OutcomeStatus::Failed, 1), "permanent errors are not retried");
+    assert_eq!(
+        (cut.status, cut.attempts),
+        (OutcomeStatus::Failed, 1),
+        "permanent errors are not retried"
+    );
 
     // temporal_flow needs cut_analysis: skipped, saying why; nothing ran for it.
     let tf = &outcomes["temporal_flow"];
     assert_eq!(tf.status, OutcomeStatus::Skipped);
-    assert!(tf.error.as_deref().unwrap().contains("dependency cut_analysis failed"), "{tf:?}");
+    assert!(
+        tf.error
+            .as_deref()
+            .unwrap()
+            .contains("dependency cut_analysis failed"),
+        "{tf:?}"
+    );
     assert_eq!(tf.worker, "dispatcher");
 
-    let ok = outcomes.values().filter(|o| o.status == OutcomeStatus::Ok).count();
+    let ok = outcomes
+        .values()
+        .filter(|o| o.status == OutcomeStatus::Ok)
+        .count();
     assert_eq!(ok, 19, "everything else completed");
-    let body: serde_json::Value = fleet.http.get(format!("{}/v1/jobs/{id}/result", fleet.base_url())).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = fleet
+        .http
+        .get(format!("{}/v1/jobs/{id}/result", fleet.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["status"], "completed");
-    assert!(body["failed"]["audio_analysis"].as_str().unwrap().contains("failed 3 times"));
+    assert!(
+        body["failed"]["audio_analysis"]
+            .as_str()
+            .unwrap()
+            .contains("failed 3 times")
+    );
     assert_eq!(body["progress"]["failed"], 2);
     assert_eq!(body["progress"]["skipped"], 1);
     fleet.cleanup().await;
@@ -54,17 +83,40 @@ async fn cancel_drops_queued_tasks() {
     fleet.start_dispatcher().await;
     // No workers yet: every task stays queued.
     let id = fleet.submit(json!({"video": "/v/a.mp4"})).await;
-    let r: serde_json::Value =
-        fleet.http.post(format!("{}/v1/jobs/{id}/cancel", fleet.base_url())).send().await.unwrap().json().await.unwrap();
+    let r: serde_json::Value = fleet
+        .http
+        .post(format!("{}/v1/jobs/{id}/cancel", fleet.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["status"], "cancelled");
-    let (metrics, _) = fleet.start_worker(common::config::StageClass::Cpu, "cpu-1", worker::Backends::Synthetic { scale: 0.01 }).await;
+    let (metrics, _) = fleet
+        .start_worker(
+            common::config::StageClass::Cpu,
+            "cpu-1",
+            worker::Backends::Synthetic { scale: 0.01 },
+        )
+        .await;
     // The worker drains the queued tasks of the cancelled job without running them.
     let topo = fleet.topology();
     let broker = fleet.broker().await;
     tests::eventually(Duration::from_secs(20), "cpu queue drained", || async {
-        let ch = broker.channel(&tokio_util::sync::CancellationToken::new()).await.ok()?;
+        let ch = broker
+            .channel(&tokio_util::sync::CancellationToken::new())
+            .await
+            .ok()?;
         let q = ch
-            .queue_declare(topo.stage_queue("cpu").into(), lapin::options::QueueDeclareOptions { passive: true, ..Default::default() }, Default::default())
+            .queue_declare(
+                topo.stage_queue("cpu").into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
             .await
             .ok()?;
         (q.message_count() == 0).then_some(())
@@ -72,9 +124,20 @@ async fn cancel_drops_queued_tasks() {
     .await;
     let outcomes = fleet.outcomes(&id).await;
     assert_eq!(outcomes.len(), 22);
-    assert!(outcomes.values().all(|o| o.status == OutcomeStatus::Skipped && o.error.as_deref() == Some("job cancelled")));
-    assert!(!metrics.encode().contains("fleet_tasks_started_total{"), "nothing ran");
-    assert_eq!(fleet.job(&id).await.unwrap().status, common::message::JobStatus::Cancelled);
+    assert!(
+        outcomes
+            .values()
+            .all(|o| o.status == OutcomeStatus::Skipped
+                && o.error.as_deref() == Some("job cancelled"))
+    );
+    assert!(
+        !metrics.encode().contains("fleet_tasks_started_total{"),
+        "nothing ran"
+    );
+    assert_eq!(
+        fleet.job(&id).await.unwrap().status,
+        common::message::JobStatus::Cancelled
+    );
     broker.close().await;
     fleet.cleanup().await;
 }

@@ -20,20 +20,52 @@ async fn every_active_analyzer_runs_once_in_dependency_order() {
     let broker = fleet.broker().await;
     let ch = broker.channel(&CancellationToken::new()).await.unwrap();
     let q = ch
-        .queue_declare("".into(), QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
-    ch.queue_bind(q.name().clone(), fleet.topology().events().into(), "job.*".into(), QueueBindOptions::default(), FieldTable::default())
+    ch.queue_bind(
+        q.name().clone(),
+        fleet.topology().events().into(),
+        "job.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let mut events = ch
+        .basic_consume(
+            q.name().clone(),
+            "t".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
-    let mut events = ch.basic_consume(q.name().clone(), "t".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()).await.unwrap();
 
-    let id = fleet.submit(json!({"video": "/videos/a.mp4", "metadata": {"source": "test"}})).await;
+    let id = fleet
+        .submit(json!({"video": "/videos/a.mp4", "metadata": {"source": "test"}}))
+        .await;
     let outcomes = fleet.wait_completed(&id, Duration::from_secs(60)).await;
 
     let enabled: Vec<&String> = fleet.config.enabled_analyzers().map(|a| &a.name).collect();
     assert_eq!(enabled.len(), 22);
-    assert_eq!(outcomes.len(), 22, "one outcome per active analyzer: {:?}", outcomes.keys());
+    assert_eq!(
+        outcomes.len(),
+        22,
+        "one outcome per active analyzer: {:?}",
+        outcomes.keys()
+    );
     for name in &enabled {
         let o = &outcomes[*name];
         assert_eq!(o.status, OutcomeStatus::Ok, "{name}: {o:?}");
@@ -42,23 +74,41 @@ async fn every_active_analyzer_runs_once_in_dependency_order() {
         let a = &fleet.config.analyzers[*name];
         for dep in a.needs.iter().chain(&a.uses) {
             let d = &outcomes[dep];
-            assert!(o.started_at_ms >= d.finished_at_ms, "{name} started before its dependency {dep} finished");
+            assert!(
+                o.started_at_ms >= d.finished_at_ms,
+                "{name} started before its dependency {dep} finished"
+            );
         }
         assert_eq!(o.stage, a.stage);
     }
     for disabled in fleet.config.analyzers.values().filter(|a| !a.enabled) {
-        assert!(!outcomes.contains_key(&disabled.name), "disabled {} ran", disabled.name);
+        assert!(
+            !outcomes.contains_key(&disabled.name),
+            "disabled {} ran",
+            disabled.name
+        );
     }
 
     // The HTTP result carries everything, including the metadata passed through.
-    let body: serde_json::Value =
-        fleet.http.get(format!("{}/v1/jobs/{id}/result", fleet.base_url())).send().await.unwrap().json().await.unwrap();
+    let body: serde_json::Value = fleet
+        .http
+        .get(format!("{}/v1/jobs/{id}/result", fleet.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(body["status"], "completed");
     assert_eq!(body["progress"]["done"], 22);
     assert_eq!(body["metadata"]["source"], "test");
     assert_eq!(body["analyzers"]["cut_analysis"]["backend"], "synthetic");
 
-    let event = tokio::time::timeout(Duration::from_secs(10), events.next()).await.expect("job.completed event").unwrap().unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("job.completed event")
+        .unwrap()
+        .unwrap();
     assert_eq!(event.routing_key.as_str(), "job.completed");
     let e: serde_json::Value = serde_json::from_slice(&event.data).unwrap();
     assert_eq!(e["job_id"], id.as_str());
@@ -76,7 +126,15 @@ async fn a_subset_pulls_in_what_it_needs_and_nothing_else() {
     let outcomes = fleet.wait_completed(&id, Duration::from_secs(30)).await;
     let names: Vec<&str> = outcomes.keys().map(String::as_str).collect();
     assert_eq!(names, ["color_analysis", "cut_analysis", "temporal_flow"]);
-    let status: serde_json::Value = fleet.http.get(format!("{}/v1/jobs/{id}", fleet.base_url())).send().await.unwrap().json().await.unwrap();
+    let status: serde_json::Value = fleet
+        .http
+        .get(format!("{}/v1/jobs/{id}", fleet.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["progress"]["total"], 3);
     assert_eq!(status["stages"]["stage4"]["done"], 1);
     fleet.cleanup().await;

@@ -44,7 +44,10 @@ async fn outage_during_jobs(target: &'static str, is_amqp: bool) {
     for id in &ids {
         let outcomes = fleet.wait_completed(id, Duration::from_secs(90)).await;
         assert_eq!(outcomes.len(), 22);
-        assert!(outcomes.values().all(|o| o.status == OutcomeStatus::Ok), "{outcomes:?}");
+        assert!(
+            outcomes.values().all(|o| o.status == OutcomeStatus::Ok),
+            "{outcomes:?}"
+        );
     }
     fleet.cleanup().await;
 }

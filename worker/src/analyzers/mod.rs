@@ -54,7 +54,10 @@ impl Registry {
         };
         for a in config.analyzers.values() {
             if !reg.map.contains_key(&a.name) {
-                reg.insert(&a.name, Arc::new(synthetic::Synthetic::new(a.expected_secs, scale)));
+                reg.insert(
+                    &a.name,
+                    Arc::new(synthetic::Synthetic::new(a.expected_secs, scale)),
+                );
             }
         }
         reg

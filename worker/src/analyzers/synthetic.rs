@@ -20,7 +20,10 @@ pub struct Synthetic {
 
 impl Synthetic {
     pub fn new(expected_secs: f64, scale: f64) -> Self {
-        Self { expected_secs, scale }
+        Self {
+            expected_secs,
+            scale,
+        }
     }
 }
 
@@ -31,15 +34,24 @@ impl Analyzer for Synthetic {
     }
 
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
-        let secs = ctx.params.get("synthetic_secs").and_then(|v| v.as_f64()).unwrap_or(self.expected_secs * self.scale);
+        let secs = ctx
+            .params
+            .get("synthetic_secs")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(self.expected_secs * self.scale);
         let hold = Duration::from_secs_f64(secs.max(0.0));
         tokio::select! {
             _ = tokio::time::sleep(hold) => {}
             _ = ctx.cancel.cancelled() => return Err(AnalyzerError::Transient("cancelled".into())),
         }
         match ctx.params.get("synthetic_fail").and_then(|v| v.as_str()) {
-            Some("transient") => Err(AnalyzerError::Transient(format!("synthetic transient failure (attempt {})", ctx.attempt))),
-            Some("permanent") => Err(AnalyzerError::Permanent("synthetic permanent failure".into())),
+            Some("transient") => Err(AnalyzerError::Transient(format!(
+                "synthetic transient failure (attempt {})",
+                ctx.attempt
+            ))),
+            Some("permanent") => Err(AnalyzerError::Permanent(
+                "synthetic permanent failure".into(),
+            )),
             _ => Ok(json!({
                 "synthetic": true,
                 "note": "synthetic backend: held the slot, analyzed nothing",
