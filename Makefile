@@ -4,20 +4,20 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-ORT_LIB = $(firstword $(wildcard $(CURDIR)/.fleet/ort/libonnxruntime.so.*))
-export ORT_DYLIB_PATH ?= $(ORT_LIB)
+# Found at recipe time, in the shell: `make models` may have just fetched it, and make's own
+# $(wildcard) would still see the folder as it was when make started.
+ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/.fleet/ort/libonnxruntime.so.* 2>/dev/null | head -n1)}"
 
 .PHONY: demo test services models build lint fmt bench clean-queues
 
 ## demo: analyze a generated sample video through the real fleet and print the result
 demo: services models build
-	@ORT_DYLIB_PATH="$(firstword $(wildcard $(CURDIR)/.fleet/ort/libonnxruntime.so.*))" scripts/demo.sh
+	@$(ORT) scripts/demo.sh
 
 ## test: the whole test suite against the real RabbitMQ, Redis, ffmpeg and ONNX Runtime
 test: services models
 	$(CARGO) build --workspace --bins
-	ORT_DYLIB_PATH="$(firstword $(wildcard $(CURDIR)/.fleet/ort/libonnxruntime.so.*))" \
-	  $(CARGO) test --workspace --no-fail-fast
+	$(ORT) $(CARGO) test --workspace --no-fail-fast
 
 ## services: install (apt) and start RabbitMQ, Redis, ffmpeg, espeak-ng
 services:

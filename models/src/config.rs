@@ -85,7 +85,10 @@ impl ModelsConfig {
         if let Some(v) = var("FLEET_MODELS_MANIFEST") {
             cfg.manifest_path = v.into();
         }
-        cfg.ort_dylib = var("ORT_DYLIB_PATH").map(PathBuf::from);
+        // Unset: the library the setup script fetched into the fleet folder, if any.
+        cfg.ort_dylib = var("ORT_DYLIB_PATH")
+            .map(PathBuf::from)
+            .or_else(|| fetched_ort(&cfg.fleet_dir));
         if let Some(v) = var("FLEET_EXECUTION_PROVIDER") {
             match v.parse() {
                 Ok(p) => cfg.provider = p,
@@ -267,4 +270,19 @@ impl Manifest {
             .insert(path.to_path_buf(), manifest.clone());
         Ok(manifest)
     }
+}
+
+/// `<fleet_dir>/ort/libonnxruntime.so.*`, as `scripts/setup-models.sh` leaves it.
+fn fetched_ort(fleet_dir: &Path) -> Option<PathBuf> {
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(fleet_dir.join("ort"))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+        .collect();
+    libs.sort();
+    libs.pop()
 }

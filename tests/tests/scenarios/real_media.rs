@@ -200,10 +200,6 @@ async fn bad_videos_fail_or_skip_each_analyzer_clearly() {
 /// hear speech, and model-server analyzers without an endpoint are skipped saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
-    assert!(
-        std::env::var_os("ORT_DYLIB_PATH").is_some(),
-        "ORT_DYLIB_PATH is not set: run scripts/setup-models.sh (make test does) and export it"
-    );
     let dir = workdir();
     let wav = dir.join("speech.wav");
     let spoken =
