@@ -35,7 +35,10 @@ async fn seed_runs_both_schedules_and_writes_its_report() {
     };
     seed::run(args).await.expect("seed benchmark runs");
     let report = std::fs::read_to_string(&out).unwrap();
-    assert!(report.contains("hand-written text"), "the rest of the page is kept");
+    assert!(
+        report.contains("hand-written text"),
+        "the rest of the page is kept"
+    );
     let row = |name: &str| {
         report
             .lines()
@@ -46,10 +49,14 @@ async fn seed_runs_both_schedules_and_writes_its_report() {
     let tasks = 2 * 22;
     for name in ["fleet", "barrier"] {
         let r = row(name);
-        assert!(r.trim_end().ends_with(&format!("| {tasks} |")), "every task ran and ended ok: {r}");
+        assert!(
+            r.trim_end().ends_with(&format!("| {tasks} |")),
+            "every task ran and ended ok: {r}"
+        );
     }
     let png = std::fs::read(&plot).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG was written");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,7 +74,13 @@ async fn overhead_measures_both_shapes_and_the_raw_loop() {
     };
     overhead::run(args).await.expect("overhead benchmark runs");
     let report = std::fs::read_to_string(&out).unwrap();
-    for needle in ["| 16 confirms outstanding", "| 2 jobs × 20 | all submitted at once", "| 40 jobs × 1 | open loop", "p99 at 50 % of peak"] {
+    for needle in [
+        "| 16 confirms outstanding",
+        "| 2 jobs × 20 | all submitted at once",
+        "| 40 jobs × 1 | open loop",
+        "p99 at 50 % of peak",
+    ] {
         assert!(report.contains(needle), "{needle:?} missing from\n{report}");
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
