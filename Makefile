@@ -8,7 +8,7 @@ CARGO ?= cargo
 # $(wildcard) would still see the folder as it was when make started.
 ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/.fleet/ort/libonnxruntime.so.* 2>/dev/null | head -n1)}"
 
-.PHONY: demo test services models build lint fmt bench clean-queues
+.PHONY: demo test services models build lint fmt bench
 
 ## demo: analyze a generated sample video through the real fleet and print the result
 demo: services models build
@@ -36,3 +36,9 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## bench: the scheduling and overhead benchmarks (release build; writes docs/benchmarks.md)
+bench: services
+	$(CARGO) build --release -p bench
+	target/release/fleet-bench seed
+	target/release/fleet-bench overhead

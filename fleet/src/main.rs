@@ -54,6 +54,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Dlq { action } => dlq::run(config, action).await,
         Command::Gpus => gpus::run(),
         Command::Up(a) => up::run(config, a).await,
-        Command::Plan(a) => bench::planner::run(a).await,
+        Command::Plan(mut a) => {
+            // `fleet` owns the global --config; hand it to the planner.
+            a.config = args.config.clone();
+            bench::planner::run(a).await
+        }
     }
 }
