@@ -66,6 +66,25 @@ pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
+/// Properties for sending a message that can never be processed to `{p}.dlq`: its own
+/// headers, content type and message id, plus the reason (`x-fleet-reason`) and the current
+/// trace context.
+pub fn dead_letter_props(original: &BasicProperties, reason: &str) -> BasicProperties {
+    let mut headers = original.headers().clone().unwrap_or_default();
+    set_header(&mut headers, crate::topology::REASON_HEADER, reason);
+    crate::telemetry::TraceContext::current().inject(&mut headers);
+    let ct = original
+        .content_type()
+        .as_ref()
+        .map(|c| c.as_str().to_string())
+        .unwrap_or_default();
+    let props = persistent(&ct, headers);
+    match original.message_id() {
+        Some(id) => props.with_message_id(id.clone()),
+        None => props,
+    }
+}
+
 pub fn set_header(headers: &mut FieldTable, name: &str, value: &str) {
     headers.insert(
         ShortString::from(name),

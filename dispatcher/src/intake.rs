@@ -8,14 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::broker::{delivery_count, persistent};
+use common::broker::{dead_letter_props, delivery_count};
 use common::codec;
 use common::message::{OutcomeNotice, TaskMessage};
 use common::telemetry::TraceContext;
-use common::topology::REASON_HEADER;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::types::{AMQPValue, LongString, ShortString};
 use tracing::Instrument;
 
 use crate::core::{Core, SubmitError};
@@ -164,22 +162,7 @@ fn first_death_queue(props: &lapin::BasicProperties) -> Option<String> {
 /// Sends a message that can never be processed to `{p}.dlq` with the reason, then acks it.
 pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
     tracing::warn!(reason, "dead-lettering a message");
-    let mut headers = d.properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        ShortString::from(REASON_HEADER),
-        AMQPValue::LongString(LongString::from(reason)),
-    );
-    TraceContext::current().inject(&mut headers);
-    let ct = d
-        .properties
-        .content_type()
-        .as_ref()
-        .map(|c| c.as_str().to_string())
-        .unwrap_or_default();
-    let mut props = persistent(&ct, headers);
-    if let Some(id) = d.properties.message_id() {
-        props = props.with_message_id(id.clone());
-    }
+    let props = dead_letter_props(&d.properties, reason);
     let dlq = core.broker.topology().dlq();
     if retrying(core, || {
         core.broker.publish("", &dlq, &d.data, props.clone())

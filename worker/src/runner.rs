@@ -10,17 +10,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use common::broker::{Broker, delivery_count, persistent};
+use common::broker::{Broker, dead_letter_props, delivery_count, persistent};
 use common::codec::{self, MSGPACK};
 use common::config::FleetConfig;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
 use common::telemetry::TraceContext;
-use common::topology::REASON_HEADER;
 use common::{Store, now_ms};
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::FieldTable;
 use media::MediaCache;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -348,19 +347,7 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
 /// A task message that can never run goes to `{p}.dlq` with the reason; then it is acked.
 async fn reject(w: &Shared, d: Delivery, reason: &str) {
     tracing::warn!(reason, "dead-lettering a task message");
-    let mut headers = d.properties.headers().clone().unwrap_or_default();
-    headers.insert(
-        ShortString::from(REASON_HEADER),
-        AMQPValue::LongString(LongString::from(reason)),
-    );
-    TraceContext::current().inject(&mut headers);
-    let ct = d
-        .properties
-        .content_type()
-        .as_ref()
-        .map(|c| c.as_str().to_string())
-        .unwrap_or_default();
-    let props = persistent(&ct, headers);
+    let props = dead_letter_props(&d.properties, reason);
     let dlq = w.broker.topology().dlq();
     if let Step::Done(()) = persist(w, "dead-letter", || {
         w.broker.publish("", &dlq, &d.data, props.clone())
