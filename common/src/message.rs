@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u16 = 1;
 
 /// What a pipeline submits (AMQP `fleet.jobs` or `POST /v1/jobs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// Schema version; absent means 1.
@@ -53,7 +53,7 @@ pub struct OutcomeNotice {
     pub status: OutcomeStatus,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutcomeStatus {
     Ok,
@@ -72,7 +72,7 @@ impl OutcomeStatus {
 }
 
 /// An analyzer's final outcome: the JSON value of field `<analyzer>` in `{prefix}:job:{id}:results`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     pub status: OutcomeStatus,
     #[serde(default)]
@@ -94,7 +94,7 @@ pub struct Outcome {
 }
 
 /// Job states, stored in the job hash's `status` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
@@ -141,7 +141,7 @@ pub struct PlannedTask {
 
 /// Published on `{prefix}.events` (routing key `job.completed` / `job.cancelled`), as JSON
 /// for the Python pipelines. At-least-once: a consumer may see one job's event twice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
     pub v: u16,
     pub event: String,
