@@ -113,7 +113,8 @@ pub struct QueueDepth {
 /// One consumer on a fleet queue: a worker's stage consumer, or a dispatcher's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Consumer {
-    /// The AMQP connection's name: the worker's `--name` (`dispatcher@<host>` for dispatchers).
+    /// The process, from the consumer tag: the worker's `--name` (`dispatcher@<host>` for
+    /// dispatchers).
     pub process: String,
     /// The consumer tag: `<process>/<stage or queue>`.
     pub tag: String,

@@ -152,6 +152,7 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
         (status = 202, description = "accepted (or the existing job of an idempotency key)", body = SubmitAnswer),
         (status = 400, description = "malformed body or unsupported content type", body = ApiError),
         (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 413, description = "body over 2 MiB", body = String, content_type = "text/plain"),
         (status = 422, description = "a request that can never succeed (unknown analyzer, bad video)", body = ApiError),
         (status = 503, description = "Redis or RabbitMQ unavailable: try again", body = ApiError),
     ),

@@ -87,7 +87,9 @@ mod tests {
 
     #[test]
     fn openapi_committed_document_matches_the_code() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(COMMITTED);
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(COMMITTED);
         let generated = json();
         if std::env::var_os("UPDATE_OPENAPI").is_some() {
             std::fs::write(&path, &generated).expect("write docs/openapi.json");

@@ -73,7 +73,10 @@ async fn inspect_all(core: &Core, queues: &[String]) -> Vec<QueueDepth> {
                 passive: true,
                 ..Default::default()
             };
-            match ch.queue_declare(q.as_str().into(), opts, FieldTable::default()).await {
+            match ch
+                .queue_declare(q.as_str().into(), opts, FieldTable::default())
+                .await
+            {
                 Ok(found) => {
                     row.ready = Some(found.message_count());
                     row.consumers = Some(found.consumer_count());
@@ -108,8 +111,6 @@ struct MgmtQueueRef {
 #[derive(Deserialize)]
 struct MgmtChannel {
     #[serde(default)]
-    connection_name: Option<String>,
-    #[serde(default)]
     peer_host: Option<String>,
 }
 
@@ -138,36 +139,41 @@ pub async fn consumers(core: &Core) -> Result<Vec<Consumer>, String> {
         .timeout(INSPECT_TIMEOUT)
         .build()
         .map_err(|e| e.to_string())?;
-    let resp = http.get(url).send().await.map_err(|e| {
-        format!("RabbitMQ management API unreachable: {}", without_url(&e))
-    })?;
+    let resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("RabbitMQ management API unreachable: {}", without_url(&e)))?;
     if !resp.status().is_success() {
         return Err(format!(
             "RabbitMQ management API answered {}",
             resp.status()
         ));
     }
-    let all: Vec<MgmtConsumer> = resp
-        .json()
-        .await
-        .map_err(|e| format!("RabbitMQ management API: unexpected answer: {}", without_url(&e)))?;
+    let all: Vec<MgmtConsumer> = resp.json().await.map_err(|e| {
+        format!(
+            "RabbitMQ management API: unexpected answer: {}",
+            without_url(&e)
+        )
+    })?;
     let ours = core.broker.topology().all_queues();
     let mut list: Vec<Consumer> = all
         .into_iter()
         .filter(|c| ours.contains(&c.queue.name))
         .map(|c| {
-            let ch = c.channel_details.unwrap_or(MgmtChannel {
-                connection_name: None,
-                peer_host: None,
-            });
+            let host = c.channel_details.and_then(|ch| ch.peer_host);
+            // Fleet consumer tags are `<process name>/<what>` (the worker's `--name`); the
+            // management API's connection name is only the peer address.
+            let process = match c.consumer_tag.rsplit_once('/') {
+                Some((name, _)) => name.to_string(),
+                None => c.consumer_tag.clone(),
+            };
             Consumer {
-                process: ch
-                    .connection_name
-                    .unwrap_or_else(|| c.consumer_tag.split('/').next().unwrap_or("").into()),
+                process,
                 tag: c.consumer_tag,
                 queue: c.queue.name,
                 prefetch: c.prefetch_count,
-                host: ch.peer_host,
+                host,
             }
         })
         .collect();

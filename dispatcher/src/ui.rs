@@ -16,9 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Json, Router};
-use common::api::{
-    ApiError, LoginForm, Overview, TaskState, Timeline, TimelineTask,
-};
+use common::api::{ApiError, LoginForm, Overview, TaskState, Timeline, TimelineTask};
 use common::config::STAGES;
 use common::now_ms;
 use sha2::{Digest, Sha256};
@@ -135,6 +133,7 @@ fn login_page(problem: &str) -> String {
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "signed in: session cookie set, on to /ui"),
+        (status = 400, description = "unreadable body", body = String, content_type = "text/plain"),
         (status = 401, description = "wrong token: the login page again", body = String, content_type = "text/html"),
         (status = 415, description = "not a form post", body = String, content_type = "text/plain"),
         (status = 422, description = "no `token` field", body = String, content_type = "text/plain"),
@@ -204,7 +203,11 @@ async fn index() -> Html<&'static str> {
     ),
 )]
 async fn app_js() -> Response {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        APP_JS,
+    )
+        .into_response()
 }
 
 /// The web view's style sheet (open: the login page uses it).

@@ -35,6 +35,8 @@ SYNTHETIC_SCALE = "0.002"
 #: This analyzer fails permanently in the test fleet (a test-only knob of the SYNTHETIC
 #: backend), so tests see a failed analyzer and its error end to end.
 FAILING = "speech_emotion"
+#: This one fails transiently on every attempt: retried with backoff, then failed.
+FLAKY = "sound_effects"
 STAGES = ["stage1", "stage2", "stage3", "stage4", "cpu"]
 
 
@@ -90,9 +92,11 @@ class Fleet:
 def fleet_config_file() -> Path:
     """config/fleet.toml plus the failing analyzer's knob, written to the test output."""
     text = (ROOT / "config" / "fleet.toml").read_text()
-    assert f"[analyzers.{FAILING}.params]" not in text, "pick another FAILING analyzer"
+    for name, how in ((FAILING, "permanent"), (FLAKY, "transient")):
+        assert f"[analyzers.{name}.params]" not in text, f"pick another analyzer than {name}"
+        text += f'\n[analyzers.{name}.params]\nsynthetic_fail = "{how}"\n'
     path = out_dir() / "fleet.toml"
-    path.write_text(text + f'\n[analyzers.{FAILING}.params]\nsynthetic_fail = "permanent"\n')
+    path.write_text(text)
     return path
 
 

@@ -16,8 +16,19 @@ from fleet_fixture import ROOT, out_dir
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
-def readme_blocks() -> list:
-    return BLOCK.findall((ROOT / "README.md").read_text())
+def readme_blocks(readme: str = "README.md") -> list:
+    return BLOCK.findall((ROOT / readme).read_text())
+
+
+def run_blocks(fleet, readme: str, name: str):
+    script = "\n\n".join(f"# ---- {readme} block {i + 1}\n{b}" for i, b in enumerate(readme_blocks(readme)))
+    path = out_dir() / name
+    path.write_text(script)
+    env = {**os.environ, "FLEET_URL": fleet.http_url, "FLEET_AMQP_URL": fleet.amqp_url,
+           "FLEET_REDIS_URL": fleet.redis_url, "FLEET_PREFIX": fleet.prefix, "FLEET_API_TOKEN": fleet.token}
+    run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=180, env=env, cwd=out_dir())
+    assert run.returncode == 0, f"{path} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run.stdout
 
 
 def test_the_readme_has_python_examples():
@@ -29,12 +40,14 @@ def test_the_readme_has_python_examples():
 
 
 def test_the_readme_examples_run_against_the_fleet(fleet):
-    script = "\n\n".join(f"# ---- README block {i + 1}\n{b}" for i, b in enumerate(readme_blocks()))
-    path = out_dir() / "readme_examples.py"
-    path.write_text(script)
-    env = {**os.environ, "FLEET_URL": fleet.http_url, "FLEET_AMQP_URL": fleet.amqp_url,
-           "FLEET_REDIS_URL": fleet.redis_url, "FLEET_PREFIX": fleet.prefix, "FLEET_API_TOKEN": fleet.token}
-    run = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=180, env=env, cwd=out_dir())
-    assert run.returncode == 0, f"{path} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    # The examples print what they read: each job completed.
-    assert run.stdout.count("completed") >= 2, run.stdout
+    out = run_blocks(fleet, "README.md", "readme_examples.py")
+    # The examples print what they read: the client's job, the pika job's event, its Redis record.
+    lines = out.splitlines()
+    assert lines[0].startswith("completed Progress("), out
+    assert any(line.startswith("job.completed completed 1 of 1") for line in lines), out
+    assert lines[-1].startswith("completed ok "), out
+
+
+def test_the_client_readme_example_runs(fleet):
+    assert readme_blocks("clients/python/README.md")
+    run_blocks(fleet, "clients/python/README.md", "client_readme_example.py")

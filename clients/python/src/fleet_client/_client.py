@@ -10,7 +10,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
 
 from .errors import (
     ConfigurationError,
@@ -327,10 +327,14 @@ class FleetClient:
             if listener is not None:
                 listener.close()
 
-    def events(self, timeout: Optional[float] = None) -> Iterable[JobEvent]:
-        """Yields every job event of the fleet as it happens (at-least-once: dedupe on
-        ``job_id``), until ``timeout`` seconds pass without one (forever when None)."""
-        listener = self._event_listener()
+    def events(self, timeout: Optional[float] = None) -> Iterator[JobEvent]:
+        """Every job event of the fleet from now on (at-least-once: dedupe on ``job_id``),
+        until ``timeout`` seconds pass without one (forever when None). The event queue is
+        bound when this returns, so a job submitted afterwards cannot slip by."""
+        return self._stream(self._event_listener(), timeout)
+
+    @staticmethod
+    def _stream(listener: "_Events", timeout: Optional[float]) -> Iterator[JobEvent]:
         try:
             while True:
                 got = listener.poll(timeout if timeout is not None else 3600.0)
