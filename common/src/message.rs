@@ -18,12 +18,14 @@ pub struct JobRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v: Option<u16>,
     /// A local path (as the workers see it) or an http(s) URL.
+    #[schema(min_length = 1, max_length = 4096)]
     pub video: String,
     /// Subset of analyzers to run; absent = every enabled analyzer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analyzers: Option<Vec<String>>,
     /// Submitting the same key again returns the first job instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub idempotency_key: Option<String>,
     /// Passed through untouched into the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -330,3 +330,29 @@ async fn timeline(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Resp
     })
     .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_is_a_digest_not_the_token() {
+        let v = session_value("s3cret");
+        assert_eq!(v.len(), 64);
+        assert!(!v.contains("s3cret"));
+        assert_ne!(v, session_value("s3cret2"));
+        assert_eq!(
+            v,
+            session_value("s3cret"),
+            "stable across restarts and replicas"
+        );
+    }
+
+    #[test]
+    fn the_login_page_carries_only_our_sentence() {
+        let page = login_page("That is not the dispatcher's token.");
+        assert!(page.contains("That is not the dispatcher's token."));
+        assert!(!page.contains("{{problem}}"));
+        assert!(page.contains(r#"action="/ui/login""#));
+    }
+}

@@ -95,6 +95,14 @@ def test_http_submit_and_polling_wait_without_amqp(fleet):
         assert any(j.job_id == sub.job_id for j in c.recent(limit=50))
 
 
+def test_wait_polls_when_the_broker_is_unreachable(fleet):
+    with fleet.client(amqp_url=None) as c:
+        sub = c.submit_http("/videos/py-nobroker.mp4", analyzers=["audio_analysis"])
+    dead_broker = f"amqp://guest:guest@127.0.0.1:{closed_port()}/%2f"
+    with fleet.client(amqp_url=dead_broker, timeout=2) as c:
+        assert c.wait(sub.job_id, timeout=30, poll_interval=0.2).status is JobState.COMPLETED
+
+
 def test_results_from_redis_match_the_http_api(fleet):
     with fleet.client() as c:
         sub = c.submit_http("/videos/py-redis.mp4", analyzers=["temporal_flow"], metadata={"a": [1, 2]})
@@ -151,6 +159,11 @@ def test_wait_timeout_leaves_the_job_running(fleet):
             c.wait(sub.job_id, timeout=0.01, poll_interval=0.01)
         assert e.value.job_id == sub.job_id and e.value.retryable
         assert c.wait(sub.job_id, timeout=60).status is JobState.COMPLETED
+
+
+def test_waiting_on_an_unknown_job_ends_after_the_intake_grace(fleet):
+    with fleet.client() as c, pytest.raises(JobNotFound):
+        c.wait(f"never-{uuid.uuid4().hex}", timeout=30, poll_interval=0.1, intake_grace=0.3)
 
 
 def test_cancel(fleet):

@@ -281,29 +281,49 @@ class FleetClient:
 
     # ---- wait --------------------------------------------------------------------------
 
-    def wait(self, job_id: str, timeout: float = 600.0, poll_interval: float = 2.0) -> JobResult:
+    def wait(
+        self, job_id: str, timeout: float = 600.0, poll_interval: float = 2.0, intake_grace: float = 30.0
+    ) -> JobResult:
         """Blocks until the job is completed or cancelled and returns its result.
 
         Listens on the ``{prefix}.events`` exchange when ``amqp_url`` is set (a private queue
         bound before the first status check, so no event slips between the two) and polls the
         status every ``poll_interval`` seconds as well: a missed event (broker restart) only
         costs one interval. Without ``amqp_url``, or when the broker fails, it polls only.
+        A job submitted over AMQP exists only once the dispatcher took it from the intake
+        queue: an unknown id is waited for ``intake_grace`` seconds before `JobNotFound`.
         Raises `WaitTimeout` (the job keeps running) or `JobNotFound`."""
-        return self.wait_all([job_id], timeout=timeout, poll_interval=poll_interval)[job_id]
+        return self.wait_all([job_id], timeout=timeout, poll_interval=poll_interval, intake_grace=intake_grace)[job_id]
 
     def wait_all(
-        self, job_ids: Iterable[str], timeout: float = 600.0, poll_interval: float = 2.0
+        self,
+        job_ids: Iterable[str],
+        timeout: float = 600.0,
+        poll_interval: float = 2.0,
+        intake_grace: float = 30.0,
     ) -> Dict[str, JobResult]:
         """`wait` for several jobs at once, over one event queue."""
         pending = list(dict.fromkeys(job_ids))
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         done: Dict[str, JobResult] = {}
-        listener = self._event_listener() if self.amqp_url else None
+        listener = None
+        if self.amqp_url:
+            try:
+                listener = self._event_listener()
+            except Unavailable:
+                pass  # the broker is down: polling alone still gets there
         last: Dict[str, Optional[str]] = {j: None for j in pending}
         try:
             while True:
                 for j in [j for j in pending if j not in done]:
-                    res = self.result(j)
+                    try:
+                        res = self.result(j)
+                    except JobNotFound:
+                        if time.monotonic() - started > intake_grace:
+                            raise
+                        last[j] = "not found yet (in the intake queue?)"
+                        continue
                     last[j] = res.status.value
                     if res.is_final:
                         done[j] = res
