@@ -149,7 +149,13 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
         ("traceparent" = Option<String>, Header, description = "W3C trace context of the caller"),
     ),
     responses(
-        (status = 202, description = "accepted (or the existing job of an idempotency key)", body = SubmitAnswer),
+        (status = 202, description = "accepted (or the existing job of an idempotency key)", body = SubmitAnswer,
+            links(
+                ("status" = (operation_id = "status", parameters(("id" = "$response.body#/job_id")))),
+                ("result" = (operation_id = "result", parameters(("id" = "$response.body#/job_id")))),
+                ("cancel" = (operation_id = "cancel", parameters(("id" = "$response.body#/job_id")))),
+                ("timeline" = (operation_id = "timeline", parameters(("id" = "$response.body#/job_id")))),
+            )),
         (status = 400, description = "malformed body or unsupported content type", body = ApiError),
         (status = 401, description = "missing or wrong bearer token", body = ApiError),
         (status = 413, description = "body over 2 MiB", body = String, content_type = "text/plain"),

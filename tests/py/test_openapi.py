@@ -1,6 +1,7 @@
 """The dispatcher's OpenAPI document against the running dispatcher: the served
 /openapi.json is the committed docs/openapi.json (the Rust test keeps that file in step with
-the code), and schemathesis fuzzes every operation from it, bounded in examples and time:
+the code), and schemathesis fuzzes every operation from it (and the links between them),
+bounded in examples and time:
 no 5xx, every status code, content type, header and body as documented, auth enforced."""
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(fleet):
         str(Path(sys.executable).parent / "schemathesis"), "run", f"{fleet.http_url}/openapi.json",
         "--header", f"Authorization: Bearer {fleet.token}",
         "--checks", CHECKS,
-        "--phases", "examples,coverage,fuzzing",
+        # stateful: follows the document's links from a submitted job to its status, result,
+        # timeline and cancel, so those see real job ids and not only 404s.
+        "--phases", "examples,coverage,fuzzing,stateful",
         "--max-examples", str(MAX_EXAMPLES),
         "--seed", "14",
         "--workers", "2",
