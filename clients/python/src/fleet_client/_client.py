@@ -23,14 +23,15 @@ from .errors import (
     Unavailable,
     WaitTimeout,
 )
+from ._events import FINAL_EVENTS as FINAL_EVENTS
+from ._events import Events as _Events
+from ._events import redact as _redact
 from .models import JobEvent, JobResult, JobStatus, Submission
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2f"
 DEFAULT_HTTP_URL = "http://127.0.0.1:8080"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "fleet"
-#: Routing keys of the events that end a job (common::topology in the fleet).
-FINAL_EVENTS = ("job.completed", "job.cancelled")
 #: Namespace of job ids derived from idempotency keys over AMQP (see `submit_amqp`).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c6a36-3f8e-4c1e-9a53-6f1f1d2f0a11")
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
@@ -354,7 +355,7 @@ class FleetClient:
         return self._stream(self._event_listener(), timeout)
 
     @staticmethod
-    def _stream(listener: "_Events", timeout: Optional[float]) -> Iterator[JobEvent]:
+    def _stream(listener: _Events, timeout: Optional[float]) -> Iterator[JobEvent]:
         try:
             while True:
                 got = listener.poll(timeout if timeout is not None else 3600.0)
@@ -396,7 +397,7 @@ class FleetClient:
             except Exception:  # already broken: dropping it is the point
                 pass
 
-    def _event_listener(self) -> "_Events":
+    def _event_listener(self) -> _Events:
         return _Events(self)
 
     def _redis_client(self) -> Any:
@@ -465,69 +466,3 @@ def _quote(job_id: str) -> str:
     if not isinstance(job_id, str) or not job_id:
         raise InvalidRequest("job_id must be a non-empty string")
     return urllib.parse.quote(job_id, safe="")
-
-
-def _redact(url: Optional[str]) -> str:
-    if not url:
-        return "?"
-    p = urllib.parse.urlsplit(url)
-    if p.password:
-        netloc = f"{p.username}:***@{p.hostname}" + (f":{p.port}" if p.port else "")
-        return urllib.parse.urlunsplit(p._replace(netloc=netloc))
-    return url
-
-
-class _Events:
-    """A private, exclusive queue bound to the final job events, on its own connection."""
-
-    def __init__(self, client: FleetClient):
-        import pika
-        import pika.exceptions
-
-        self._pika = pika
-        params = pika.URLParameters(client.amqp_url)
-        params.socket_timeout = client.timeout
-        params.client_properties = {"connection_name": "fleet-client events (python)"}
-        try:
-            self._conn = pika.BlockingConnection(params)
-            ch = self._conn.channel()
-            q = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
-            for key in FINAL_EVENTS:
-                ch.queue_bind(q, f"{client.prefix}.events", routing_key=key)
-        except pika.exceptions.ChannelClosedByBroker as e:
-            self.close()
-            raise FleetError(
-                f"exchange {client.prefix}.events does not exist: start the dispatcher once or check the prefix ({e.reply_text})"
-            ) from None
-        except (pika.exceptions.AMQPError, OSError) as e:
-            self.close()
-            raise Unavailable(f"cannot reach RabbitMQ at {_redact(client.amqp_url)}: {e!r}") from None
-        self._stream = ch.consume(q, auto_ack=True, inactivity_timeout=0.25)
-
-    def poll(self, seconds: float, interesting: Optional[set] = None) -> List[JobEvent]:
-        """The events that arrive within ``seconds``; returns early once one arrived (one
-        about a job in ``interesting``, when given) and the stream went quiet."""
-        end = time.monotonic() + seconds
-        got: List[JobEvent] = []
-        try:
-            for method, _props, body in self._stream:
-                if method is not None:
-                    try:
-                        got.append(JobEvent.from_dict(json.loads(body)))
-                    except (ValueError, ProtocolError):
-                        pass  # not an event this client understands: the status poll covers it
-                elif any(interesting is None or e.job_id in interesting for e in got):
-                    return got
-                if time.monotonic() >= end:
-                    return got
-        except self._pika.exceptions.AMQPError as e:
-            raise Unavailable(f"event stream lost: {e!r}") from None
-        return got
-
-    def close(self) -> None:
-        conn = getattr(self, "_conn", None)
-        if conn is not None and conn.is_open:
-            try:
-                conn.close()
-            except Exception:  # closing a broken connection: nothing more to do
-                pass
