@@ -50,8 +50,9 @@ def test_schemathesis_finds_no_server_error_and_no_contract_violation(fleet):
         "--report", "junit", "--report-dir", str(report),
     ]
     try:
+        # cwd: schemathesis keeps a cache folder where it runs; keep it in the test output.
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=TIME_LIMIT_S,
-                             env={**os.environ, "NO_COLOR": "1"})
+                             env={**os.environ, "NO_COLOR": "1"}, cwd=out_dir())
     except subprocess.TimeoutExpired as e:
         raise AssertionError(f"schemathesis ran past {TIME_LIMIT_S} s:\n{(e.stdout or b'')[-4000:]}") from None
     (report / "output.txt").write_text(run.stdout + run.stderr)
