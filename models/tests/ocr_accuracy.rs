@@ -104,7 +104,12 @@ fn norm(s: &str) -> String {
 
 #[test]
 fn captions_are_read_on_backgrounds_styles_sizes_and_frames_nobody_tuned_for() {
-    let texts = ["LINK IN BIO", "SALE 50% OFF", "Follow for more", "NEW DROP FRIDAY"];
+    let texts = [
+        "LINK IN BIO",
+        "SALE 50% OFF",
+        "Follow for more",
+        "NEW DROP FRIDAY",
+    ];
     let bgs = [
         "noise", "confetti", "cells", "fractal", "pattern", "stripes", "gradient", "plain",
     ];

@@ -256,7 +256,12 @@ pub fn merge_line_fragments(boxes: Vec<TextBox>, frame_w: f32, frame_h: f32) -> 
                 let gap = b[0] - a[2];
                 let similar = ha.max(hb) <= 1.5 * h.max(1.0);
                 if similar && overlap >= 0.6 * h && gap <= h && gap > -0.5 * h {
-                    let u = [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])];
+                    let u = [
+                        a[0].min(b[0]),
+                        a[1].min(b[1]),
+                        a[2].max(b[2]),
+                        a[3].max(b[3]),
+                    ];
                     let score = (items[i].0.score + items[j].0.score) / 2.0;
                     let joined = TextBox {
                         quad: [[u[0], u[1]], [u[2], u[1]], [u[2], u[3]], [u[0], u[3]]],
@@ -358,7 +363,11 @@ mod tests {
             rect(400.0, 100.0, 450.0, 130.0),
         ];
         let mut out = merge_line_fragments(boxes, 1000.0, 1000.0);
-        out.sort_by(|a, b| a.bounds()[1].total_cmp(&b.bounds()[1]).then(a.bounds()[0].total_cmp(&b.bounds()[0])));
+        out.sort_by(|a, b| {
+            a.bounds()[1]
+                .total_cmp(&b.bounds()[1])
+                .then(a.bounds()[0].total_cmp(&b.bounds()[0]))
+        });
         let b: Vec<[f32; 4]> = out.iter().map(|b| b.bounds()).collect();
         assert_eq!(
             b,
