@@ -277,17 +277,35 @@ async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
         flow.result
     );
 
-    for server in ["speech_transcription", "qwen2_vl_temporal"] {
-        let s = &o[server];
-        assert_eq!(s.status, OutcomeStatus::Skipped, "{server}: {s:?}");
-        assert!(
-            s.error
-                .as_deref()
-                .unwrap()
-                .contains("no endpoint configured"),
-            "{server}: {s:?}"
-        );
+    // Without a Whisper server, transcription runs in process (tiny.en, English).
+    let st = &o["speech_transcription"];
+    assert_eq!(st.status, OutcomeStatus::Ok, "{st:?}");
+    assert!(st.backend.starts_with("onnx:"), "{}", st.backend);
+    let transcript = st.result.as_ref().unwrap();
+    assert_eq!(transcript["model"], "whisper-tiny.en");
+    assert_eq!(transcript["language"], "en");
+    let heard = transcript["text"].as_str().unwrap().to_lowercase();
+    for word in ["welcome", "tricks", "videos", "follow"] {
+        assert!(heard.contains(word), "transcript {heard:?} lacks {word:?}");
     }
+    assert_eq!(
+        flow.result.as_ref().unwrap()["method"],
+        "transcript",
+        "speech_flow uses the transcript: {:?}",
+        flow.result
+    );
+    let cta_text = cta.result.as_ref().unwrap().to_string().to_lowercase();
+    assert!(cta_text.contains("follow"), "CTA from the speech: {cta_text}");
+
+    let s = &o["qwen2_vl_temporal"];
+    assert_eq!(s.status, OutcomeStatus::Skipped, "{s:?}");
+    assert!(
+        s.error
+            .as_deref()
+            .unwrap()
+            .contains("no endpoint configured"),
+        "{s:?}"
+    );
     fleet.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }
