@@ -123,7 +123,10 @@ impl ModelsConfig {
     pub fn fetched_model(&self, id: &str) -> Result<ModelFile, ModelError> {
         let manifest = Manifest::load(&self.manifest_path)?;
         let fetched = manifest.model.iter().map(|m| (&m.id, &m.file, &m.sha256));
-        let converted = manifest.converted.iter().map(|c| (&c.id, &c.file, &c.sha256));
+        let converted = manifest
+            .converted
+            .iter()
+            .map(|c| (&c.id, &c.file, &c.sha256));
         let (_, file, sha256) = fetched
             .chain(converted)
             .find(|(i, _, _)| *i == id)

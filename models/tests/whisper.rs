@@ -27,13 +27,21 @@ fn audio(samples: Vec<f32>) -> Audio {
 
 fn whisper_file(name: &str) -> PathBuf {
     let p = common::repo_root().join(".fleet/models/whisper").join(name);
-    assert!(p.exists(), "{} missing: run scripts/setup-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup-models.sh",
+        p.display()
+    );
     p
 }
 
 fn python() -> PathBuf {
     let p = common::repo_root().join(".fleet/venv/bin/python");
-    assert!(p.exists(), "{} missing: run scripts/setup-models.sh", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup-models.sh",
+        p.display()
+    );
     p
 }
 
@@ -174,12 +182,19 @@ fn transcribes_speech_word_for_word_like_the_reference() {
     let model_times = transcribe_with(samples.clone(), &raw);
     let theirs = reference(&samples, &dir, "speech");
     let ref_segments = theirs["segments"].as_array().expect("segments");
-    let ours_text: Vec<&str> = model_times.segments.iter().map(|s| s.text.as_str()).collect();
+    let ours_text: Vec<&str> = model_times
+        .segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect();
     let ref_text: Vec<&str> = ref_segments
         .iter()
         .map(|s| s["text"].as_str().unwrap())
         .collect();
-    assert_eq!(ours_text, ref_text, "segment texts differ from the numpy reference");
+    assert_eq!(
+        ours_text, ref_text,
+        "segment texts differ from the numpy reference"
+    );
     for (o, r) in model_times.segments.iter().zip(ref_segments) {
         assert!(
             (o.start - r["start"].as_f64().unwrap()).abs() < 0.021
@@ -188,15 +203,50 @@ fn transcribes_speech_word_for_word_like_the_reference() {
         );
     }
     // With times narrowed to voice activity: the same words, each segment where it was said.
-    let ours = transcribe(samples);
+    let ours = transcribe(samples.clone());
     assert_eq!(ours.text, model_times.text);
     assert_eq!(ours.times, "vad");
-    assert!(ours.windows >= 2, "{} windows for {} s", ours.windows, ours.duration_s);
+    assert!(
+        ours.windows >= 2,
+        "{} windows for {} s",
+        ours.windows,
+        ours.duration_s
+    );
     assert_eq!(ours.language, "en");
     assert_eq!(ours.model, "whisper-tiny.en");
     // Against what was said: tiny.en on espeak-ng reads these sentences nearly perfectly.
     let wer = word_error_rate(&lines.join(" "), &ours.text);
     assert!(wer <= 0.15, "word error rate {wer:.2}: {:?}", ours.text);
+    // speech_rate and speech_flow on the same audio, with this transcript: the words said and
+    // the three silences put between the sentences (2 s, 2 s + the gap to 27.5 s, 2 s).
+    let vad = models::vad::Vad::load(&common::registry()).expect("VAD loads");
+    let speech = vad
+        .segments(&audio(samples.clone()), &models::vad::VadParams::default())
+        .expect("VAD runs");
+    let rate = models::speech::speech_rate(&samples, RATE as u32, &speech, Some(&ours.text));
+    let said = words(&lines.join(" ")).len();
+    let heard = rate.words.unwrap();
+    assert!(
+        heard.abs_diff(said) <= 2,
+        "speech_rate counted {heard} words, {said} were said"
+    );
+    let flow = models::speech::speech_flow(&speech, samples.len() as f64 / RATE as f64, 0.25, 1.0);
+    let long: Vec<f64> = flow["pauses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["duration_s"].as_f64().unwrap())
+        .filter(|d| *d >= 1.0)
+        .collect();
+    println!(
+        "speech_transcription accuracy: word error rate {wer:.2} over {said} words; speech_rate \
+         {heard}/{said} words; speech_flow long pauses {long:?} (truth 2.0, the gap to 27.5 s, 2.0)"
+    );
+    assert_eq!(long.len(), 3, "{flow}");
+    assert!(
+        (long[0] - 2.0).abs() < 0.35 && (long[2] - 2.0).abs() < 0.35,
+        "{long:?}"
+    );
     // Each sentence is found near where it was spoken.
     for (line, start) in lines.iter().zip(&starts) {
         let first = words(line)[0].clone();
@@ -232,7 +282,11 @@ fn silence_noise_and_tones_give_no_words() {
                 .sum()
         })
         .collect();
-    for (name, samples) in [("silence", silence(8.0)), ("noise", noise), ("chord", chord)] {
+    for (name, samples) in [
+        ("silence", silence(8.0)),
+        ("noise", noise),
+        ("chord", chord),
+    ] {
         let t = transcribe(samples);
         assert!(
             words(&t.text).len() <= 1,

@@ -75,7 +75,13 @@ impl FrameStats {
             for (h, c) in hist.iter_mut().zip(counts) {
                 *h = c as f32 / total as f32;
             }
-            stats.blocks.push(block_means(&plane, width, height, stats.blocks_w, stats.blocks_h));
+            stats.blocks.push(block_means(
+                &plane,
+                width,
+                height,
+                stats.blocks_w,
+                stats.blocks_h,
+            ));
             stats.luma.push(plane);
             stats.hist.push(hist);
             stats.mean.push(mean as f32);

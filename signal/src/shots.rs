@@ -166,7 +166,11 @@ pub fn detect(stats: &FrameStats, times: &[f64], cfg: &CutConfig) -> Boundaries 
         })
         .collect();
     let gradual = merge_overlaps(
-        fades(stats, frames_of(FADE_MAX_S), frames_of(FADE_PLATEAU_S).max(3)),
+        fades(
+            stats,
+            frames_of(FADE_MAX_S),
+            frames_of(FADE_PLATEAU_S).max(3),
+        ),
         dissolves(stats, frames_of(DISSOLVE_HALF_WINDOW_S).max(2)),
     );
     let (cuts, flashes) = cuts(stats, &scores, &gradual, cfg, &frames_of);
@@ -260,7 +264,14 @@ fn blank_kind(stats: &FrameStats, i: usize) -> Option<Blank> {
 /// more than [`FADE_TOLERANCE`], and no single frame brings more than [`FADE_MAX_JUMP`] of the
 /// whole rise (that is a cut out of the blank). Linear, eased and slow fades over moving,
 /// textured pictures all pass; a picture that merely drifts next to a blank frame does not.
-fn ramp(stats: &FrameStats, level: f32, edge: usize, dir: isize, max_len: usize, plateau: usize) -> usize {
+fn ramp(
+    stats: &FrameStats,
+    level: f32,
+    edge: usize,
+    dir: isize,
+    max_len: usize,
+    plateau: usize,
+) -> usize {
     let n = stats.len() as isize;
     let energy = |j: isize| (stats.mean[j as usize] - level).abs() + stats.std[j as usize];
     let smooth = |j: isize| {
@@ -409,12 +420,16 @@ fn dissolves(stats: &FrameStats, k: usize) -> Vec<Gradual> {
         let fit = line_fit(&inside).filter(|(slope, _)| *slope > 0.0);
         let (start, end) = match fit {
             Some((slope, icept)) => {
-                let at = |a: f64| ((a - icept) / slope).round().clamp(lo as f64, hi as f64) as usize;
+                let at =
+                    |a: f64| ((a - icept) / slope).round().clamp(lo as f64, hi as f64) as usize;
                 (at(0.0), at(1.0))
             }
             None => {
                 let start = (lo..=hi).rev().find(|&j| alpha(j) <= 0.05).unwrap_or(lo);
-                (start, (start..=hi).find(|&j| alpha(j) >= 0.95).unwrap_or(hi))
+                (
+                    start,
+                    (start..=hi).find(|&j| alpha(j) >= 0.95).unwrap_or(hi),
+                )
             }
         };
         if end > start + 1 {
@@ -435,11 +450,13 @@ fn line_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
         return None;
     }
     let n = points.len() as f64;
-    let (sx, sy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
-    let (mx, my) = (sx / n, sy / n);
-    let (sxx, sxy) = points
+    let (sx, sy) = points
         .iter()
-        .fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx).powi(2), b + (x - mx) * (y - my)));
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (sxx, sxy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx).powi(2), b + (x - mx) * (y - my))
+    });
     (sxx > 0.0).then(|| {
         let slope = sxy / sxx;
         (slope, my - slope * mx)

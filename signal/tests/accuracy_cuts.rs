@@ -36,7 +36,15 @@ fn loops(textures: &[&Path], seconds: f64) -> Vec<String> {
     // Still images as video: only as long as the longest shot made from them.
     let mut args = Vec::new();
     for t in textures {
-        for a in ["-loop", "1", "-framerate", "30", "-t", &seconds.to_string(), "-i"] {
+        for a in [
+            "-loop",
+            "1",
+            "-framerate",
+            "30",
+            "-t",
+            &seconds.to_string(),
+            "-i",
+        ] {
             args.push(a.to_string());
         }
         args.push(t.to_str().unwrap().to_string());
@@ -65,9 +73,18 @@ fn clip(dir: &Path, name: &str, textures: &[&Path], graph: &str) -> PathBuf {
 fn cases(dir: &Path) -> Vec<Case> {
     let grain = texture(dir, "grain.png", "testsrc2=s=960x540:d=1");
     let fractal = texture(dir, "fractal.png", "mandelbrot=s=960x540");
-    let cells = texture(dir, "cells.png", "cellauto=s=960x540:rule=110:scroll=0:full=1:seed=7");
+    let cells = texture(
+        dir,
+        "cells.png",
+        "cellauto=s=960x540:rule=110:scroll=0:full=1:seed=7",
+    );
     let bars = texture(dir, "bars.png", "smptehdbars=s=960x540");
-    let t = [grain.as_path(), fractal.as_path(), cells.as_path(), bars.as_path()];
+    let t = [
+        grain.as_path(),
+        fractal.as_path(),
+        cells.as_path(),
+        bars.as_path(),
+    ];
     let s = (320, 180);
     let tall = (202, 358); // odd proportions, portrait
     let mut out = Vec::new();
@@ -108,7 +125,10 @@ fn cases(dir: &Path) -> Vec<Case> {
         name: "fade from black / to black 2 s",
         path: clip(dir, "fadeinout.mp4", &t, &g),
         cuts: vec![3.0],
-        gradual: vec![(TransitionKind::FadeIn, 0.0, 2.0), (TransitionKind::FadeOut, 4.0, 6.0)],
+        gradual: vec![
+            (TransitionKind::FadeIn, 0.0, 2.0),
+            (TransitionKind::FadeOut, 4.0, 6.0),
+        ],
     });
     // A 1 s dissolve between two moving textures, then a hard cut.
     let g = format!(
@@ -195,14 +215,21 @@ async fn cuts_and_transitions_on_unfamiliar_clips() {
         truth += case.cuts.len();
         reported += times.len();
         if hits != case.cuts.len() || times.len() != case.cuts.len() {
-            problems.push(format!("{}: cuts {times:?}, expected {:?}", case.name, case.cuts));
+            problems.push(format!(
+                "{}: cuts {times:?}, expected {:?}",
+                case.name, case.cuts
+            ));
         }
         let scenes = scene_segmentation(&f, &SceneConfig::default());
         for &(kind, start, end) in &case.gradual {
             trans_truth += 1;
             // Dissolves over moving pictures are read against pictures that moved on, so their
             // ends are looser than a fade's.
-            let tolerance = if kind == TransitionKind::Dissolve { 0.35 } else { 0.25 };
+            let tolerance = if kind == TransitionKind::Dissolve {
+                0.35
+            } else {
+                0.25
+            };
             let hit = scenes.transitions.iter().find(|t| {
                 t.kind == kind
                     && (t.start_s - start).abs() <= tolerance
@@ -210,7 +237,9 @@ async fn cuts_and_transitions_on_unfamiliar_clips() {
             });
             if let Some(t) = hit {
                 trans_ok += 1;
-                worst_edge = worst_edge.max((t.start_s - start).abs()).max((t.end_s - end).abs());
+                worst_edge = worst_edge
+                    .max((t.start_s - start).abs())
+                    .max((t.end_s - end).abs());
             } else {
                 problems.push(format!(
                     "{}: no {kind:?} {start}-{end} in {:?}",

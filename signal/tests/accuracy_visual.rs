@@ -16,7 +16,16 @@ use support::{encode, frames, probe, texture};
 
 fn still(dir: &Path, tex: &Path, name: &str, seconds: f64, graph: &str) -> PathBuf {
     let t = seconds.to_string();
-    let inputs = ["-loop", "1", "-framerate", "30", "-t", &t, "-i", tex.to_str().unwrap()];
+    let inputs = [
+        "-loop",
+        "1",
+        "-framerate",
+        "30",
+        "-t",
+        &t,
+        "-i",
+        tex.to_str().unwrap(),
+    ];
     encode(dir, name, &inputs, &format!("[0]{graph}[v]"))
 }
 
@@ -46,10 +55,17 @@ async fn dominant_hue_of_textured_colour_fields() {
     let graph = format!("{};{labels}concat=n={}[v]", shots.join(";"), cases.len());
     let path = encode(dir.path(), "hues.mp4", &[], &graph);
     let r = color_analysis(&*frames(&path, MOTION_SPEC).await, &ColorConfig::default());
-    let got: Vec<&str> = r.shots.iter().map(|s| s.stats.dominant_hue.as_str()).collect();
+    let got: Vec<&str> = r
+        .shots
+        .iter()
+        .map(|s| s.stats.dominant_hue.as_str())
+        .collect();
     let want: Vec<&str> = cases.iter().map(|c| c.1).collect();
     let right = got.iter().zip(&want).filter(|(g, w)| g == w).count();
-    println!("color_analysis accuracy: dominant hue right for {right}/{} textured fields ({got:?})", want.len());
+    println!(
+        "color_analysis accuracy: dominant hue right for {right}/{} textured fields ({got:?})",
+        want.len()
+    );
     assert_eq!(got, want);
 }
 
@@ -57,18 +73,57 @@ async fn dominant_hue_of_textured_colour_fields() {
 async fn camera_motion_on_other_textures_and_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let fractal = texture(dir.path(), "fractal.png", "mandelbrot=s=960x540");
-    let cells = texture(dir.path(), "cells.png", "cellauto=s=960x540:rule=30:scroll=0:full=1:seed=7");
+    let cells = texture(
+        dir.path(),
+        "cells.png",
+        "cellauto=s=960x540:rule=30:scroll=0:full=1:seed=7",
+    );
     let zoom = |expr: &str, size: &str| {
         format!("zoompan=z='{expr}':x='iw/2-(iw/zoom/2)':y='ih/2-(ih/zoom/2)':d=1:s={size}:fps=30")
     };
     let cases: Vec<(&str, &Path, String, CameraMotion)> = vec![
-        ("static", &fractal, "crop=240:426:x=300:y=60".into(), CameraMotion::Static),
-        ("pan_left", &cells, "crop=320:180:x='600-t*120':y=150".into(), CameraMotion::PanLeft),
-        ("pan_right", &fractal, "crop=240:426:x='100+t*60':y=60".into(), CameraMotion::PanRight),
-        ("tilt_up", &cells, "crop=320:180:x=300:y='300-t*60'".into(), CameraMotion::TiltUp),
-        ("tilt_down", &fractal, "crop=426:240:x=200:y='40+t*50'".into(), CameraMotion::TiltDown),
-        ("zoom_in", &cells, zoom("1+0.005*on", "320x180"), CameraMotion::ZoomIn),
-        ("zoom_out", &fractal, zoom("1.4-0.005*on", "240x426"), CameraMotion::ZoomOut),
+        (
+            "static",
+            &fractal,
+            "crop=240:426:x=300:y=60".into(),
+            CameraMotion::Static,
+        ),
+        (
+            "pan_left",
+            &cells,
+            "crop=320:180:x='600-t*120':y=150".into(),
+            CameraMotion::PanLeft,
+        ),
+        (
+            "pan_right",
+            &fractal,
+            "crop=240:426:x='100+t*60':y=60".into(),
+            CameraMotion::PanRight,
+        ),
+        (
+            "tilt_up",
+            &cells,
+            "crop=320:180:x=300:y='300-t*60'".into(),
+            CameraMotion::TiltUp,
+        ),
+        (
+            "tilt_down",
+            &fractal,
+            "crop=426:240:x=200:y='40+t*50'".into(),
+            CameraMotion::TiltDown,
+        ),
+        (
+            "zoom_in",
+            &cells,
+            zoom("1+0.005*on", "320x180"),
+            CameraMotion::ZoomIn,
+        ),
+        (
+            "zoom_out",
+            &fractal,
+            zoom("1.4-0.005*on", "240x426"),
+            CameraMotion::ZoomOut,
+        ),
         (
             "shake",
             &fractal,
@@ -86,7 +141,10 @@ async fn camera_motion_on_other_textures_and_sizes() {
         }
         report.push(format!("{name}: {:?}", r.dominant));
     }
-    println!("camera_analysis accuracy: dominant motion right for {right}/{} clips ({report:?})", cases.len());
+    println!(
+        "camera_analysis accuracy: dominant motion right for {right}/{} clips ({report:?})",
+        cases.len()
+    );
     assert_eq!(right, cases.len(), "{report:?}");
 }
 
@@ -110,16 +168,19 @@ async fn effects_on_a_moving_fractal() {
     let found = truth
         .iter()
         .filter(|(k, s, e)| {
-            r.events
-                .iter()
-                .any(|ev| ev.kind == *k && (ev.start_s - s).abs() <= 0.15 && (ev.end_s - e).abs() <= 0.15)
+            r.events.iter().any(|ev| {
+                ev.kind == *k && (ev.start_s - s).abs() <= 0.15 && (ev.end_s - e).abs() <= 0.15
+            })
         })
         .count();
     println!(
         "visual_effects accuracy: {found}/{} events with kind and times within 0.15 s, {} reported ({:?})",
         truth.len(),
         r.events.len(),
-        r.events.iter().map(|e| (e.kind, e.start_s, e.end_s)).collect::<Vec<_>>()
+        r.events
+            .iter()
+            .map(|e| (e.kind, e.start_s, e.end_s))
+            .collect::<Vec<_>>()
     );
     assert_eq!(found, truth.len(), "{r:?}");
     assert_eq!(r.events.len(), truth.len(), "nothing else: {r:?}");
@@ -135,22 +196,50 @@ async fn quality_ranks_blur_and_noise_levels() {
     let base = "scale=640:360:flags=lanczos,crop=426:240";
     let mut blur = Vec::new();
     for (i, sigma) in [0.0, 1.0, 2.0, 4.0].iter().enumerate() {
-        let extra = if *sigma > 0.0 { format!(",gblur=sigma={sigma}") } else { String::new() };
-        let path = still(dir.path(), &tex, &format!("b{i}.mp4"), 1.0, &format!("{base}{extra}"));
-        let r = content_quality(&*frames(&path, QUALITY_SPEC).await, &*probe(&path).await, &QualityConfig::default());
+        let extra = if *sigma > 0.0 {
+            format!(",gblur=sigma={sigma}")
+        } else {
+            String::new()
+        };
+        let path = still(
+            dir.path(),
+            &tex,
+            &format!("b{i}.mp4"),
+            1.0,
+            &format!("{base}{extra}"),
+        );
+        let r = content_quality(
+            &*frames(&path, QUALITY_SPEC).await,
+            &*probe(&path).await,
+            &QualityConfig::default(),
+        );
         blur.push(r.sharpness.score);
     }
     let mut noise = Vec::new();
     for (i, amount) in [0, 15, 30, 60].iter().enumerate() {
-        let path = still(dir.path(), &tex, &format!("n{i}.mp4"), 1.0, &format!("{base},noise=alls={amount}:allf=t+u"));
-        let r = content_quality(&*frames(&path, QUALITY_SPEC).await, &*probe(&path).await, &QualityConfig::default());
+        let path = still(
+            dir.path(),
+            &tex,
+            &format!("n{i}.mp4"),
+            1.0,
+            &format!("{base},noise=alls={amount}:allf=t+u"),
+        );
+        let r = content_quality(
+            &*frames(&path, QUALITY_SPEC).await,
+            &*probe(&path).await,
+            &QualityConfig::default(),
+        );
         noise.push(r.noise.value);
     }
     let ordered = |v: &[f64], falling: bool| {
-        v.windows(2).filter(|w| if falling { w[0] > w[1] } else { w[0] < w[1] }).count()
+        v.windows(2)
+            .filter(|w| if falling { w[0] > w[1] } else { w[0] < w[1] })
+            .count()
     };
     let pairs = ordered(&blur, true) + ordered(&noise, false);
-    println!("content_quality accuracy: {pairs}/6 neighbouring levels in the right order (sharpness {blur:.3?}, noise {noise:.2?})");
+    println!(
+        "content_quality accuracy: {pairs}/6 neighbouring levels in the right order (sharpness {blur:.3?}, noise {noise:.2?})"
+    );
     assert_eq!(pairs, 6);
 }
 
@@ -159,20 +248,38 @@ async fn pacing_counts_cuts_per_window() {
     let dir = tempfile::tempdir().unwrap();
     // A montage: shots of 0.5, 0.7, 1.0, 1.3, 2.5, 4 s from different sources (cuts at 0.5, 1.2,
     // 2.2, 3.5, 6.0): 4 cuts in the first 5 s window, 1 in the second.
-    let srcs = ["testsrc2", "smptebars", "rgbtestsrc", "mandelbrot", "testsrc", "yuvtestsrc"];
+    let srcs = [
+        "testsrc2",
+        "smptebars",
+        "rgbtestsrc",
+        "mandelbrot",
+        "testsrc",
+        "yuvtestsrc",
+    ];
     let lens = [0.5, 0.7, 1.0, 1.3, 2.5, 4.0];
     let shots: Vec<String> = srcs
         .iter()
         .zip(lens)
         .enumerate()
-        .map(|(i, (s, d))| format!("{s}=s=250x446:r=30,trim=duration={d},setpts=PTS-STARTPTS,format=yuv420p[s{i}]"))
+        .map(|(i, (s, d))| {
+            format!("{s}=s=250x446:r=30,trim=duration={d},setpts=PTS-STARTPTS,format=yuv420p[s{i}]")
+        })
         .collect();
     let labels: String = (0..srcs.len()).map(|i| format!("[s{i}]")).collect();
     let graph = format!("{};{labels}concat=n={}[v]", shots.join(";"), srcs.len());
     let path = encode(dir.path(), "montage.mp4", &[], &graph);
-    let r = temporal_flow(&*frames(&path, MOTION_SPEC).await, None, None, None, &FlowConfig::default());
+    let r = temporal_flow(
+        &*frames(&path, MOTION_SPEC).await,
+        None,
+        None,
+        None,
+        &FlowConfig::default(),
+    );
     let per_window: Vec<usize> = r.rate_curve.iter().map(|w| w.cuts).collect();
-    println!("temporal_flow accuracy: cuts per 5 s window {per_window:?} (truth [4, 1]), {} cuts (truth 5)", r.cut_count);
+    println!(
+        "temporal_flow accuracy: cuts per 5 s window {per_window:?} (truth [4, 1]), {} cuts (truth 5)",
+        r.cut_count
+    );
     assert_eq!(r.cut_count, 5);
     assert_eq!(per_window, [4, 1]);
 }

@@ -80,7 +80,12 @@ fn log_sum_exp(values: &[f64]) -> f64 {
 /// `<|notimestamps|>`, timestamps in pairs that never go back, a timestamp first (at most
 /// `max_initial_timestamp_s` in), and a timestamp whenever timestamps together are likelier
 /// than any single text token.
-pub fn filter_logits(logits: &mut [f32], sampled: &[u32], suppress: &Suppress, opts: &DecodeOptions) {
+pub fn filter_logits(
+    logits: &mut [f32],
+    sampled: &[u32],
+    suppress: &Suppress,
+    opts: &DecodeOptions,
+) {
     let ts = TIMESTAMP_BEGIN as usize;
     let mut kill = |range: std::ops::Range<usize>| {
         let end = range.end.min(logits.len());
@@ -108,7 +113,11 @@ pub fn filter_logits(logits: &mut [f32], sampled: &[u32], suppress: &Suppress, o
         }
     }
     if let Some(&last) = sampled.iter().rev().find(|&&t| is_ts(t)) {
-        let floor = if last_ts && !penult_ts { last } else { last + 1 };
+        let floor = if last_ts && !penult_ts {
+            last
+        } else {
+            last + 1
+        };
         kill(ts..floor as usize);
     }
     if sampled.is_empty() {
@@ -149,12 +158,13 @@ pub fn decode_window<E>(
                 .map_or(0.0, |lp| lp.exp());
         }
         filter_logits(&mut logits, &sampled, suppress, opts);
-        let (next, _) = logits
-            .iter()
-            .enumerate()
-            .fold((EOT as usize, f32::NEG_INFINITY), |best, (i, &l)| {
-                if l > best.1 { (i, l) } else { best }
-            });
+        let (next, _) =
+            logits
+                .iter()
+                .enumerate()
+                .fold((EOT as usize, f32::NEG_INFINITY), |best, (i, &l)| {
+                    if l > best.1 { (i, l) } else { best }
+                });
         sum_logprob += log_softmax(&logits)[next];
         if next as u32 == EOT {
             break;
@@ -260,7 +270,11 @@ mod tests {
         let s = Suppress::default();
         let o = DecodeOptions::default();
         // Text is likelier, and a 5 s timestamp, but only 0..1 s timestamps may come first.
-        let mut l = logits_with(&[(100, 30.0), (TIMESTAMP_BEGIN + 250, 29.0), (TIMESTAMP_BEGIN + 10, 5.0)]);
+        let mut l = logits_with(&[
+            (100, 30.0),
+            (TIMESTAMP_BEGIN + 250, 29.0),
+            (TIMESTAMP_BEGIN + 10, 5.0),
+        ]);
         filter_logits(&mut l, &[], &s, &o);
         assert_eq!(argmax(&l), TIMESTAMP_BEGIN + 10);
     }

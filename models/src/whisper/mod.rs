@@ -139,7 +139,11 @@ impl Whisper {
                 reason,
             })?;
         let encoder = registry.fetched("whisper.encoder")?;
-        encoder.expect_input(0, &[None, Some(N_MELS as i64), Some(N_FRAMES as i64)], "Whisper's encoder")?;
+        encoder.expect_input(
+            0,
+            &[None, Some(N_MELS as i64), Some(N_FRAMES as i64)],
+            "Whisper's encoder",
+        )?;
         let decoder = registry.fetched("whisper.decoder")?;
         decoder.expect_input(0, &[None, None], "Whisper's decoder")?;
         Ok(Self {
@@ -159,7 +163,11 @@ impl Whisper {
     }
 
     /// Transcribes 16 kHz mono audio window by window.
-    pub fn transcribe(&self, audio: &Audio, params: &WhisperParams) -> Result<Transcript, ModelError> {
+    pub fn transcribe(
+        &self,
+        audio: &Audio,
+        params: &WhisperParams,
+    ) -> Result<Transcript, ModelError> {
         if audio.sample_rate != SAMPLE_RATE {
             return Err(ModelError::NoInput(format!(
                 "audio at {} Hz; Whisper needs {SAMPLE_RATE} Hz",
@@ -181,7 +189,8 @@ impl Whisper {
                 seek += size;
                 continue;
             }
-            let (found, advance) = decode::segments(&window.tokens, offset_s, size, &self.tokenizer);
+            let (found, advance) =
+                decode::segments(&window.tokens, offset_s, size, &self.tokenizer);
             segments.extend(found);
             // A window whose only complete segment starts at 0 would not move: skip it whole.
             seek += if advance == 0 { size } else { advance };
@@ -222,12 +231,18 @@ impl Whisper {
         let enc = self
             .encoder
             .run(&[Input::F32(&[1, N_MELS as i64, N_FRAMES as i64], mel)])?;
-        let [cross_k, cross_v] = <[_; 2]>::try_from(enc).map_err(|o: Vec<_>| ModelError::Inference {
-            model: self.encoder.name(),
-            reason: format!("{} outputs, expected cross_k and cross_v", o.len()),
-        })?;
+        let [cross_k, cross_v] =
+            <[_; 2]>::try_from(enc).map_err(|o: Vec<_>| ModelError::Inference {
+                model: self.encoder.name(),
+                reason: format!("{} outputs, expected cross_k and cross_v", o.len()),
+            })?;
         let layers = cross_k.shape.first().copied().unwrap_or(0);
-        let width = self.decoder.inputs.get(1).and_then(|(_, s)| s.last().copied()).unwrap_or(-1);
+        let width = self
+            .decoder
+            .inputs
+            .get(1)
+            .and_then(|(_, s)| s.last().copied())
+            .unwrap_or(-1);
         if width <= 0 {
             return Err(ModelError::BadShape {
                 path: self.decoder.file.path.clone(),
@@ -247,10 +262,11 @@ impl Whisper {
                 Input::F32(&cross_k.shape, &cross_k.data),
                 Input::F32(&cross_v.shape, &cross_v.data),
             ])?;
-            let [logits, k, v] = <[_; 3]>::try_from(out).map_err(|o: Vec<_>| ModelError::Inference {
-                model: self.decoder.name(),
-                reason: format!("{} outputs, expected logits and the new cache", o.len()),
-            })?;
+            let [logits, k, v] =
+                <[_; 3]>::try_from(out).map_err(|o: Vec<_>| ModelError::Inference {
+                    model: self.decoder.name(),
+                    reason: format!("{} outputs, expected logits and the new cache", o.len()),
+                })?;
             past = k.shape.get(2).copied().unwrap_or(0);
             self_k = k.data;
             self_v = v.data;
@@ -262,7 +278,10 @@ impl Whisper {
 
 /// Narrows each segment to the voice activity it overlaps (never beyond its own span, so the
 /// order stays); segments over no voice activity at all are returned apart.
-pub fn narrow_to_speech(segments: Vec<Segment>, speech: &[vad::Segment]) -> (Vec<Segment>, Vec<Segment>) {
+pub fn narrow_to_speech(
+    segments: Vec<Segment>,
+    speech: &[vad::Segment],
+) -> (Vec<Segment>, Vec<Segment>) {
     let mut kept = Vec::with_capacity(segments.len());
     let mut dropped = Vec::new();
     for mut seg in segments {
@@ -297,11 +316,24 @@ mod tests {
     #[test]
     fn segments_narrow_to_speech_and_lose_hallucinations() {
         let speech = [
-            vad::Segment { start_s: 1.0, end_s: 3.6 },
-            vad::Segment { start_s: 27.5, end_s: 30.2 },
+            vad::Segment {
+                start_s: 1.0,
+                end_s: 3.6,
+            },
+            vad::Segment {
+                start_s: 27.5,
+                end_s: 30.2,
+            },
         ];
-        let (kept, dropped) =
-            narrow_to_speech(vec![seg(0.0, 2.2), seg(2.2, 5.0), seg(6.0, 9.0), seg(10.0, 31.72)], &speech);
+        let (kept, dropped) = narrow_to_speech(
+            vec![
+                seg(0.0, 2.2),
+                seg(2.2, 5.0),
+                seg(6.0, 9.0),
+                seg(10.0, 31.72),
+            ],
+            &speech,
+        );
         let spans: Vec<(f64, f64)> = kept.iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(spans, [(1.0, 2.2), (2.2, 3.6), (27.5, 30.2)]);
         assert_eq!(dropped, [seg(6.0, 9.0)]);

@@ -74,10 +74,9 @@ impl Tokenizer {
             bytes[id as usize] = token
                 .chars()
                 .map(|c| {
-                    decoder
-                        .get(&c)
-                        .copied()
-                        .ok_or_else(|| format!("token {id} has a character {c:?} outside the byte table"))
+                    decoder.get(&c).copied().ok_or_else(|| {
+                        format!("token {id} has a character {c:?} outside the byte table")
+                    })
                 })
                 .collect::<Result<_, _>>()?;
         }

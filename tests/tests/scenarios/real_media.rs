@@ -196,8 +196,9 @@ async fn bad_videos_fail_or_skip_each_analyzer_clearly() {
 }
 
 /// A spoken sentence under an overlay that says "LINK IN BIO": OCR (ONNX Runtime) reads the
-/// overlay, CTA detection finds it through the OCR result it uses, VAD-based speech analyzers
-/// hear speech, and model-server analyzers without an endpoint are skipped saying so.
+/// overlay, Whisper tiny.en transcribes the speech in process (no server configured), CTA
+/// detection finds calls to action in both, speech_flow uses the transcript, and the
+/// model-server analyzer without an endpoint is skipped saying so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
     let dir = workdir();
@@ -295,7 +296,10 @@ async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
         flow.result
     );
     let cta_text = cta.result.as_ref().unwrap().to_string().to_lowercase();
-    assert!(cta_text.contains("follow"), "CTA from the speech: {cta_text}");
+    assert!(
+        cta_text.contains("follow"),
+        "CTA from the speech: {cta_text}"
+    );
 
     let s = &o["qwen2_vl_temporal"];
     assert_eq!(s.status, OutcomeStatus::Skipped, "{s:?}");

@@ -293,7 +293,11 @@ fn audio_job(
         let mut v = speech::speech_flow(&segments, audio.duration_s(), min_pause, long_pause);
         v["speech_segments"] = json!(segments);
         // With a transcript: words per minute and per run between pauses, fillers.
-        v["method"] = json!(if transcript.is_some() { "transcript" } else { "acoustic" });
+        v["method"] = json!(if transcript.is_some() {
+            "transcript"
+        } else {
+            "acoustic"
+        });
         if let Some(text) = transcript {
             let speech_s = v["speech_s"].as_f64().unwrap_or(0.0);
             let pauses = v["pause_count"].as_u64().unwrap_or(0) as usize;
@@ -379,12 +383,17 @@ impl Analyzer for Transcription {
         let wp = WhisperParams::from_params(&p).map_err(model_err)?;
         let audio = ctx.media.audio().await?;
         if ctx.cancel.is_cancelled() {
-            return Err(AnalyzerError::Transient("cancelled before the model ran".into()));
+            return Err(AnalyzerError::Transient(
+                "cancelled before the model ran".into(),
+            ));
         }
         let (mut result, provider) = tokio::task::spawn_blocking(move || {
             let whisper = Whisper::load(ModelRegistry::global())?;
             let t = whisper.transcribe(&audio, &wp)?;
-            Ok::<_, ModelError>((serde_json::to_value(&t).unwrap_or_default(), whisper.provider()))
+            Ok::<_, ModelError>((
+                serde_json::to_value(&t).unwrap_or_default(),
+                whisper.provider(),
+            ))
         })
         .await
         .map_err(|e| AnalyzerError::Permanent(format!("transcription panicked: {e}")))?
