@@ -195,30 +195,35 @@ impl ModelsConfig {
     /// A model the setup script fetched, by its manifest id (e.g. `ppocr.det`).
     pub fn fetched_model(&self, id: &str) -> Result<ModelFile, ModelError> {
         let manifest = Manifest::load(&self.manifest_path)?;
-        let fetched = manifest.model.iter().map(|m| (&m.id, &m.file, &m.sha256));
-        let converted = manifest
+        if let Some(entry) = manifest.model.iter().find(|m| m.id == id) {
+            return Ok(ModelFile {
+                path: self.models_dir().join(&entry.file),
+                sha256: entry.sha256.clone(),
+                fix: SETUP_FIX.to_string(),
+                fp16: entry.fp16_file.as_ref().map(|f| {
+                    Box::new(ModelFile {
+                        path: self.models_dir().join(f),
+                        sha256: entry.fp16_sha256.clone().unwrap_or_default(),
+                        fix: SETUP_FIX.to_string(),
+                        fp16: None,
+                    })
+                }),
+            });
+        }
+        // Built offline by the setup from fetched files (e.g. Whisper's ONNX graphs).
+        let entry = manifest
             .converted
             .iter()
-            .map(|c| (&c.id, &c.file, &c.sha256));
-        let (_, file, sha256) = fetched
-            .chain(converted)
-            .find(|(i, _, _)| *i == id)
+            .find(|c| c.id == id)
             .ok_or_else(|| ModelError::ModelMissing {
                 path: self.manifest_path.clone(),
                 fix: format!("the manifest has no model {id:?}; restore config/models.toml"),
             })?;
         Ok(ModelFile {
-            path: self.models_dir().join(file),
-            sha256: sha256.clone(),
+            path: self.models_dir().join(&entry.file),
+            sha256: entry.sha256.clone(),
             fix: SETUP_FIX.to_string(),
-            fp16: entry.fp16_file.as_ref().map(|f| {
-                Box::new(ModelFile {
-                    path: self.models_dir().join(f),
-                    sha256: entry.fp16_sha256.clone().unwrap_or_default(),
-                    fix: SETUP_FIX.to_string(),
-                    fp16: None,
-                })
-            }),
+            fp16: None,
         })
     }
 }

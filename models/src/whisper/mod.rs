@@ -292,7 +292,7 @@ pub fn narrow_to_speech(
             dropped.push(seg);
             continue;
         };
-        let last = under.last().unwrap_or(first);
+        let last = under.next_back().unwrap_or(first);
         let round = |v: f64| (v * 100.0).round() / 100.0;
         seg.start = round(seg.start.max(first.start_s));
         seg.end = round(seg.end.min(last.end_s));
