@@ -104,8 +104,8 @@ fn word_error_rate(truth: &str, heard: &str) -> f64 {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=h.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=t.len() {
         for j in 1..=h.len() {
