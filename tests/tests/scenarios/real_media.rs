@@ -286,7 +286,9 @@ async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
     assert_eq!(transcript["model"], "whisper-tiny.en");
     assert_eq!(transcript["language"], "en");
     let heard = transcript["text"].as_str().unwrap().to_lowercase();
-    for word in ["welcome", "tricks", "videos", "follow"] {
+    // tiny.en on espeak-ng's default voice through AAC mishears some words ("three" as
+    // "free"); these it hears.
+    for word in ["welcome", "show", "tricks", "follow"] {
         assert!(heard.contains(word), "transcript {heard:?} lacks {word:?}");
     }
     assert_eq!(
