@@ -28,6 +28,8 @@ done
 # Versions of the Python tools. The model packages' versions live in config/models.toml.
 ONNX_VERSION=1.23.2
 NUMPY_VERSION=2.4.6
+# Converts the FP16 variants GPU workers run (config/models.toml `fp16_file`).
+ONNXCONVERTER_VERSION=1.16.0
 ORT_PY_VERSION=1.31.1
 RAPIDOCR_VERSION=3.10.0
 SILERO_VERSION=6.2.3
@@ -69,7 +71,7 @@ pip_install() {
         "$PY" -m pip install --quiet --disable-pip-version-check "${need[@]}"
     fi
 }
-pip_install "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"
+pip_install "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION" "onnxconverter-common==$ONNXCONVERTER_VERSION"
 
 # libonnxruntime + pretrained models, sha256-checked against config/models.toml.
 "$PY" "$ROOT/scripts/models/fetch_models.py" --root "$ROOT"

@@ -37,6 +37,8 @@ pub mod env {
     pub const METRICS_LISTEN: &str = "FLEET_METRICS_LISTEN";
     pub const API_TOKEN: &str = "FLEET_API_TOKEN";
     pub const PREFIX: &str = "FLEET_PREFIX";
+    /// RabbitMQ's management API (`http://user:pass@host:15672/`): who consumes (`/ui`, `fleet queues`).
+    pub const RABBITMQ_API: &str = "FLEET_RABBITMQ_API";
 }
 
 /// The stages a task can be queued on; their order is the seed's order.
@@ -105,6 +107,8 @@ pub struct Connections {
     pub metrics_listen: String,
     pub api_token: Option<String>,
     pub prefix: String,
+    /// RabbitMQ's management API base URL, when the operator gives one (credentials in it).
+    pub rabbitmq_api: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -385,6 +389,7 @@ impl FleetConfig {
             ),
             api_token: env(env::API_TOKEN).filter(|t| !t.is_empty()),
             prefix: pick(env::PREFIX, &c.prefix, crate::topology::DEFAULT_PREFIX),
+            rabbitmq_api: env(env::RABBITMQ_API).filter(|u| !u.is_empty()),
         };
         for (var, value) in [
             (env::LISTEN, &connections.listen),

@@ -3,6 +3,7 @@
 //! Layout:
 //! - `config`: `config/fleet.toml` + environment → a validated [`FleetConfig`]; every problem reported at once.
 //! - `message`: the versioned wire and storage types (the only place that derives them).
+//! - `api`: the bodies of the dispatcher's HTTP API (the types behind `/openapi.json`).
 //! - `codec`: the only place that calls rmp-serde; JSON/MessagePack by content type.
 //! - `topology`: the only place that names exchanges and queues, and declares them.
 //! - `store`: the Redis layout (`{prefix}:job:{id}` ...) and its operations.
@@ -11,6 +12,7 @@
 //! - `metrics`: Prometheus registry shared by a process.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod broker;
 pub mod codec;
 pub mod config;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-const FLEET_ENV: [&str; 7] = [
+const FLEET_ENV: [&str; 8] = [
     fleet_env::CONFIG,
     fleet_env::AMQP_URL,
     fleet_env::REDIS_URL,
@@ -28,6 +28,7 @@ const FLEET_ENV: [&str; 7] = [
     fleet_env::METRICS_LISTEN,
     fleet_env::API_TOKEN,
     fleet_env::PREFIX,
+    fleet_env::RABBITMQ_API,
 ];
 
 /// Read by the `fleet` CLI only (`--url`, `fleet queues`); the CLI is a binary crate, so its
