@@ -49,6 +49,7 @@ fn ocr_of_frames_of_several_sizes_is_the_same_batched_and_alone() {
         .iter()
         .map(|&(w, h, t)| (text_frame(&dir, w, h, t, 40), w as usize, h as usize))
         .collect();
+    std::fs::remove_dir_all(&dir).ok();
     let ocr = Ocr::load(&common::registry()).expect("PP-OCR loads");
     let params = OcrParams::default();
     let imgs: Vec<Rgb<'_>> = frames.iter().map(|(d, w, h)| Rgb::new(d, *w, *h)).collect();

@@ -169,6 +169,7 @@ fn captions_are_read_on_backgrounds_styles_sizes_and_frames_nobody_tuned_for() {
             ));
         }
     }
+    std::fs::remove_dir_all(&dir).ok();
     let n = cases.len();
     eprintln!(
         "text_overlay accuracy: {found}/{n} captions found, {exact}/{n} read exactly as one line \
