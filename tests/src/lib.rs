@@ -73,6 +73,13 @@ impl Fleet {
         config.connections.amqp_url = AMQP_URL.into();
         config.connections.redis_url = REDIS_URL.into();
         config.shutdown_grace = Duration::from_secs(30);
+        // Test media is made in the temporary directory; nothing else is readable.
+        if let Some(media) = config.media.as_object_mut() {
+            media.insert(
+                "local_roots".into(),
+                serde_json::json!([std::env::temp_dir()]),
+            );
+        }
         edit(&mut config);
         let store = Store::connect(REDIS_URL, &prefix, config.result_ttl)
             .await
