@@ -126,6 +126,18 @@ impl Fleet {
         name: &str,
         backends: Backends,
     ) -> (Arc<Metrics>, CancellationToken) {
+        self.start_worker_with_health(class, name, backends, None)
+            .await
+    }
+
+    /// [`Fleet::start_worker`] serving `/healthz`, `/readyz`, `/metrics` on `health`.
+    pub async fn start_worker_with_health(
+        &mut self,
+        class: StageClass,
+        name: &str,
+        backends: Backends,
+        health: Option<tokio::net::TcpListener>,
+    ) -> (Arc<Metrics>, CancellationToken) {
         let metrics = Metrics::new();
         let token = self.shutdown.child_token();
         let opts = WorkerOptions {
@@ -136,7 +148,7 @@ impl Fleet {
         let handle = tokio::spawn(worker::run(
             self.config.clone(),
             opts,
-            None,
+            health,
             None,
             metrics.clone(),
             token.clone(),
