@@ -55,9 +55,17 @@ async fn a_huge_rejected_request_cannot_break_the_broker_connection() {
         .await
         .unwrap();
     let (reason, body) = next_dead_letter(&fleet, &broker).await;
-    assert!(reason.len() <= common::text::MAX_REASON_BYTES, "{}", reason.len());
+    assert!(
+        reason.len() <= common::text::MAX_REASON_BYTES,
+        "{}",
+        reason.len()
+    );
     assert!(reason.contains("not an analyzer"), "{reason}");
-    assert_eq!(body.len(), huge.to_string().len(), "the request itself is kept");
+    assert_eq!(
+        body.len(),
+        huge.to_string().len(),
+        "the request itself is kept"
+    );
     // The dispatcher still takes work.
     let id = "5d3e0b7a-0000-4000-8000-000000000012";
     let props = persistent(JSON, FieldTable::default()).with_message_id(id.into());
@@ -80,8 +88,8 @@ async fn ids_that_would_alias_redis_keys_are_refused_everywhere() {
     let broker = fleet.broker().await;
     let topo = fleet.topology();
     // AMQP: a message id naming the victim's results hash.
-    let props = persistent(JSON, FieldTable::default())
-        .with_message_id(format!("{victim}:results").into());
+    let props =
+        persistent(JSON, FieldTable::default()).with_message_id(format!("{victim}:results").into());
     let req = br#"{"video": "/v.mp4", "analyzers": ["audio_analysis"]}"#;
     broker.publish("", &topo.jobs(), req, props).await.unwrap();
     let (reason, _) = next_dead_letter(&fleet, &broker).await;
@@ -119,7 +127,11 @@ async fn ids_that_would_alias_redis_keys_are_refused_everywhere() {
         .post_job(json!({"video": "/v.mp4", "idempotency_key": "a:b"}))
         .await;
     assert_eq!(code, 422, "{body}");
-    assert_eq!(fleet.outcomes(&victim).await, before, "the victim is untouched");
+    assert_eq!(
+        fleet.outcomes(&victim).await,
+        before,
+        "the victim is untouched"
+    );
     broker.close().await;
     fleet.cleanup().await;
 }
@@ -141,7 +153,13 @@ async fn clients_see_and_share_nothing_of_each_other() {
     let post = |token: &'static str, body: serde_json::Value| {
         let (http, url) = (http.clone(), format!("{base}/v1/jobs"));
         async move {
-            let r = http.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
             let code = r.status().as_u16();
             (code, r.json::<serde_json::Value>().await.unwrap())
         }
@@ -190,9 +208,15 @@ async fn clients_see_and_share_nothing_of_each_other() {
         .unwrap();
     assert_eq!(r.status(), 404, "bob cannot cancel alice's job");
     let (_, list) = get("bob-token", "/v1/jobs?limit=50".into()).await;
-    assert!(list.contains(&bob_job) && !list.contains(&alice_job), "{list}");
+    assert!(
+        list.contains(&bob_job) && !list.contains(&alice_job),
+        "{list}"
+    );
     let (_, list) = get("operator-token", "/v1/jobs?limit=50".into()).await;
-    assert!(list.contains(&bob_job) && list.contains(&alice_job), "{list}");
+    assert!(
+        list.contains(&bob_job) && list.contains(&alice_job),
+        "{list}"
+    );
     // Metrics and readiness details are the operator's.
     assert_eq!(get("bob-token", "/metrics".into()).await.0, 403);
     assert_eq!(get("wrong", "/metrics".into()).await.0, 401);
@@ -212,9 +236,14 @@ async fn metadata_is_capped_and_stored_once() {
         .post_job(json!({"video": "/v.mp4", "metadata": {"blob": big}}))
         .await;
     assert_eq!(code, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("metadata"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("metadata"),
+        "{body}"
+    );
     let id = fleet
-        .submit(json!({"video": "/v.mp4", "analyzers": ["audio_analysis"], "metadata": {"post": 7}}))
+        .submit(
+            json!({"video": "/v.mp4", "analyzers": ["audio_analysis"], "metadata": {"post": 7}}),
+        )
         .await;
     let meta = fleet.job(&id).await.unwrap();
     assert_eq!(meta.metadata, json!({"post": 7}));
@@ -249,9 +278,19 @@ async fn a_worker_keeps_metrics_behind_the_token() {
     assert!(!ready.contains("redis"), "details need the token: {ready}");
     let r = http.get(url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = http.get(url("/metrics")).bearer_auth("op").send().await.unwrap();
+    let r = http
+        .get(url("/metrics"))
+        .bearer_auth("op")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http.get(url("/readyz")).bearer_auth("op").send().await.unwrap();
+    let r = http
+        .get(url("/readyz"))
+        .bearer_auth("op")
+        .send()
+        .await
+        .unwrap();
     assert!(r.text().await.unwrap().contains("redis"));
     fleet.cleanup().await;
 }
@@ -293,10 +332,19 @@ async fn an_exposed_api_needs_a_token_and_logs_cannot_be_forged() {
     let base = format!("http://{addr}");
     eventually(Duration::from_secs(30), "dispatcher up", || {
         let (http, u) = (http.clone(), format!("{base}/readyz"));
-        async move { http.get(u).send().await.ok()?.status().is_success().then_some(()) }
+        async move {
+            http.get(u)
+                .send()
+                .await
+                .ok()?
+                .status()
+                .is_success()
+                .then_some(())
+        }
     })
     .await;
-    let forged = "/v.mp4\n2026-01-01T00:00:00.000000Z  INFO dispatcher: FORGED admin logged in\u{1b}[2J";
+    let forged =
+        "/v.mp4\n2026-01-01T00:00:00.000000Z  INFO dispatcher: FORGED admin logged in\u{1b}[2J";
     let r = http
         .post(format!("{base}/v1/jobs"))
         .json(&json!({"video": forged, "analyzers": ["audio_analysis"]}))
@@ -317,11 +365,19 @@ async fn an_exposed_api_needs_a_token_and_logs_cannot_be_forged() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
     let _ = child.wait();
     assert!(logs.contains("job accepted"), "{logs}");
     for line in logs.lines() {
-        assert!(!line.contains("FORGED") || line.contains("\\n"), "forged line: {line}");
+        assert!(
+            !line.contains("FORGED") || line.contains("\\n"),
+            "forged line: {line}"
+        );
         assert!(!line.contains('\u{1b}'), "raw escape: {line:?}");
         assert!(!line.contains('\u{2028}'), "raw line separator: {line:?}");
     }
