@@ -12,8 +12,9 @@ use crate::error::ModelError;
 use crate::faces::{Face, Mtcnn, MtcnnParams};
 use crate::imgproc::{self, Rgb};
 use crate::ocr::geometry::iou;
+use crate::par;
 use crate::registry::ModelRegistry;
-use crate::runtime::{Input, LoadedModel};
+use crate::runtime::{ConvSearch, LoadedModel, ModelSpec, Precision};
 
 /// Per-channel means the dlib networks subtract (RGB), then divide by 256.
 const MEANS: [f32; 3] = [122.782, 117.001, 104.298];
@@ -39,13 +40,20 @@ pub struct AgeGender {
 
 impl AgeGender {
     pub fn load(registry: &ModelRegistry) -> Result<Self, ModelError> {
-        let age = registry.fetched("agegender.age")?;
+        let chips = |size: i64| ModelSpec {
+            batches: CHIP_BATCHES.to_vec(),
+            warm: vec![vec![3, size, size]],
+            conv_search: ConvSearch::Heuristic,
+            precision: Precision::Fp16,
+            ..ModelSpec::default()
+        };
+        let age = registry.fetched_spec("agegender.age", chips(64))?;
         age.expect_input(
             0,
             &[None, Some(3), Some(64), Some(64)],
             "dlib age predictor",
         )?;
-        let gender = registry.fetched("agegender.gender")?;
+        let gender = registry.fetched_spec("agegender.gender", chips(32))?;
         gender.expect_input(
             0,
             &[None, Some(3), Some(32), Some(32)],
@@ -66,22 +74,29 @@ impl AgeGender {
         &self.mtcnn
     }
 
-    /// Faces of every frame with age and gender.
+    /// Faces of every frame with age and gender: frames in chunks of [`FRAME_CHUNK`]
+    /// through the batched detector, then every face chip of a chunk through each classifier
+    /// as one batch.
     pub fn observe(&self, frames: &Frames, p: &MtcnnParams) -> Result<Vec<FaceObs>, ModelError> {
         let (w, h) = (frames.width as usize, frames.height as usize);
+        let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
         let mut obs = Vec::new();
-        for (fi, (_, data)) in frames.iter().enumerate() {
-            let img = Rgb::new(data, w, h);
-            let faces = self.mtcnn.detect(img, p)?;
-            if faces.is_empty() {
+        for (c, chunk) in imgs.chunks(FRAME_CHUNK).enumerate() {
+            let faces = self.mtcnn.detect_batch(chunk, p)?;
+            let found: Vec<(usize, &Face)> = faces
+                .iter()
+                .enumerate()
+                .flat_map(|(i, f)| f.iter().map(move |face| (i, face)))
+                .collect();
+            if found.is_empty() {
                 continue;
             }
-            let ages = self.classify(&self.age, img, &faces, 64)?;
-            let genders = self.classify(&self.gender, img, &faces, 32)?;
-            for (k, face) in faces.into_iter().enumerate() {
+            let ages = classify(&self.age, chunk, &found, 64)?;
+            let genders = classify(&self.gender, chunk, &found, 32)?;
+            for (k, (i, face)) in found.into_iter().enumerate() {
                 obs.push(FaceObs {
-                    frame: fi,
-                    face,
+                    frame: c * FRAME_CHUNK + i,
+                    face: face.clone(),
                     age_probs: ages[k * 81..(k + 1) * 81].to_vec(),
                     p_male: genders[k * 2 + 1],
                 });
@@ -89,35 +104,40 @@ impl AgeGender {
         }
         Ok(obs)
     }
+}
 
-    /// One batch of face chips through a classifier; returns its probability rows.
-    fn classify(
-        &self,
-        model: &LoadedModel,
-        img: Rgb<'_>,
-        faces: &[Face],
-        size: usize,
-    ) -> Result<Vec<f32>, ModelError> {
-        let plane = 3 * size * size;
-        let mut input = vec![0f32; faces.len() * plane];
-        for (k, f) in faces.iter().enumerate() {
-            let chip = face_chip(img, f, size);
-            imgproc::to_chw(
-                chip.view(),
-                imgproc::ChannelOrder::Rgb,
-                1.0,
-                MEANS,
-                [256.0; 3],
-                size,
-                &mut input[k * plane..(k + 1) * plane],
-            );
-        }
-        let shape = [faces.len() as i64, 3, size as i64, size as i64];
-        Ok(model
-            .run(&[Input::F32(&shape, &input)])?
-            .swap_remove(0)
-            .data)
-    }
+/// Frames per detector call: enough to fill the GPU's P-Net batches, few enough that the
+/// frames' canvases stay small in memory.
+pub const FRAME_CHUNK: usize = 32;
+/// Face chips per classifier run on a GPU.
+pub const CHIP_BATCHES: [usize; 2] = [8, 64];
+
+/// Face chips (frame, face) through a classifier as one batch; its probability rows.
+fn classify(
+    model: &LoadedModel,
+    imgs: &[Rgb<'_>],
+    faces: &[(usize, &Face)],
+    size: usize,
+) -> Result<Vec<f32>, ModelError> {
+    let plane = 3 * size * size;
+    let mut input = vec![0f32; faces.len() * plane];
+    par::fill(&mut input, plane, |k, buf| {
+        let (i, f) = faces[k];
+        let chip = face_chip(imgs[i], f, size);
+        imgproc::to_chw(
+            chip.view(),
+            imgproc::ChannelOrder::Rgb,
+            1.0,
+            MEANS,
+            [256.0; 3],
+            size,
+            buf,
+        );
+    });
+    Ok(model
+        .infer(&[3, size as i64, size as i64], faces.len(), &input)?
+        .swap_remove(0)
+        .data)
 }
 
 /// An upright square chip of the face: rotated so the eyes are level, centred between the
@@ -261,8 +281,12 @@ pub fn eye_tracking(
     let (w, h) = (frames.width as usize, frames.height as usize);
     let (mut with_face, mut facing) = (0usize, 0usize);
     let mut eyes = Vec::new();
-    for (t, data) in frames.iter() {
-        let faces = mtcnn.detect(Rgb::new(data, w, h), p)?;
+    let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
+    let mut detected = Vec::with_capacity(imgs.len());
+    for chunk in imgs.chunks(FRAME_CHUNK) {
+        detected.extend(mtcnn.detect_batch(chunk, p)?);
+    }
+    for (&t, faces) in frames.times.iter().zip(&detected) {
         let Some(main) = faces.iter().max_by(|a, b| area(a).total_cmp(&area(b))) else {
             continue;
         };

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ModelError;
+use crate::runtime::{ConvSearch, ModelSpec, Precision};
 
 /// Default folder the setup script fills (git-ignored), relative to the working directory.
 pub const DEFAULT_FLEET_DIR: &str = ".fleet";
@@ -56,6 +57,20 @@ pub struct ModelsConfig {
     /// Intra-op threads per session; 0 lets ONNX Runtime use every core.
     pub intra_threads: usize,
     pub idle_unload: Duration,
+    /// GPU sessions copy inputs and outputs through page-locked host buffers.
+    pub pinned_io: bool,
+    /// TF32 tensor-core math for float32 convolutions and matrix products on the GPU.
+    pub tf32: bool,
+    /// Per-model overrides (`FLEET_ORT_CONV_SEARCH`, `FLEET_ORT_PRECISION`), by model id or
+    /// file stem; `*` applies to every model.
+    pub conv_search: HashMap<String, ConvSearch>,
+    pub precision: HashMap<String, Precision>,
+    /// Caps every model's GPU batch buckets (`FLEET_ORT_MAX_BATCH`; 1 = one item per run),
+    /// for small devices and for measuring what batching buys.
+    pub max_batch: Option<usize>,
+    /// Pad batches up to their bucket: `None` = on GPU providers only (`FLEET_ORT_PAD_BATCHES`
+    /// forces it, e.g. to check on a CPU that padding leaves results unchanged).
+    pub pad_batches: Option<bool>,
 }
 
 impl ModelsConfig {
@@ -69,12 +84,43 @@ impl ModelsConfig {
             device_id: 0,
             intra_threads: 0,
             idle_unload: DEFAULT_IDLE_UNLOAD,
+            pinned_io: true,
+            tf32: true,
+            conv_search: HashMap::new(),
+            precision: HashMap::new(),
+            max_batch: None,
+            pad_batches: None,
         }
     }
 
+    /// The spec a pipeline declared, with this process's overrides for the model `key`
+    /// (its manifest id, or its file stem for operator models).
+    pub fn resolve(&self, key: &str, mut spec: ModelSpec) -> ModelSpec {
+        if let Some(s) = self
+            .conv_search
+            .get(key)
+            .or_else(|| self.conv_search.get("*"))
+        {
+            spec.conv_search = *s;
+        }
+        if let Some(p) = self.precision.get(key).or_else(|| self.precision.get("*")) {
+            spec.precision = *p;
+        }
+        if let Some(max) = self.max_batch {
+            let max = max.max(1);
+            spec.batches.retain(|&b| b <= max);
+            if spec.batches.is_empty() {
+                spec.batches.push(max);
+            }
+            spec.max_run = Some(max);
+        }
+        spec
+    }
+
     /// Reads `FLEET_DIR`, `FLEET_MODELS_MANIFEST`, `ORT_DYLIB_PATH`, `FLEET_EXECUTION_PROVIDER`,
-    /// `FLEET_GPU_DEVICE`, `FLEET_ORT_THREADS` and `FLEET_MODEL_IDLE_SECS`, reporting every bad
-    /// value at once.
+    /// `FLEET_GPU_DEVICE`, `FLEET_ORT_THREADS`, `FLEET_MODEL_IDLE_SECS`, `FLEET_ORT_PINNED`,
+    /// `FLEET_ORT_TF32`, `FLEET_ORT_CONV_SEARCH` and `FLEET_ORT_PRECISION` (both
+    /// `model=value,...`, `*` for every model), reporting every bad value at once.
     pub fn from_env() -> Result<Self, ModelError> {
         let mut cfg = Self::with_root(Path::new("."));
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -105,9 +151,36 @@ impl ModelsConfig {
         };
         number("FLEET_GPU_DEVICE", &mut |n| cfg.device_id = n as i32);
         number("FLEET_ORT_THREADS", &mut |n| cfg.intra_threads = n as usize);
+        number("FLEET_ORT_MAX_BATCH", &mut |n| {
+            cfg.max_batch = Some(n as usize)
+        });
         number("FLEET_MODEL_IDLE_SECS", &mut |n| {
             cfg.idle_unload = Duration::from_secs(n)
         });
+        let mut flag = |key: &str, apply: &mut dyn FnMut(bool)| {
+            if let Some(v) = var(key) {
+                match v.to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => apply(true),
+                    "0" | "false" | "no" | "off" => apply(false),
+                    _ => bad.push(format!("{key}: {v:?} is not one of true, false")),
+                }
+            }
+        };
+        flag("FLEET_ORT_PINNED", &mut |b| cfg.pinned_io = b);
+        flag("FLEET_ORT_TF32", &mut |b| cfg.tf32 = b);
+        flag("FLEET_ORT_PAD_BATCHES", &mut |b| cfg.pad_batches = Some(b));
+        if let Some(v) = var("FLEET_ORT_CONV_SEARCH") {
+            match per_model(&v) {
+                Ok(m) => cfg.conv_search = m,
+                Err(e) => bad.push(format!("FLEET_ORT_CONV_SEARCH: {e}")),
+            }
+        }
+        if let Some(v) = var("FLEET_ORT_PRECISION") {
+            match per_model(&v) {
+                Ok(m) => cfg.precision = m,
+                Err(e) => bad.push(format!("FLEET_ORT_PRECISION: {e}")),
+            }
+        }
         if bad.is_empty() {
             Ok(cfg)
         } else {
@@ -135,8 +208,30 @@ impl ModelsConfig {
             path: self.models_dir().join(&entry.file),
             sha256: entry.sha256.clone(),
             fix: SETUP_FIX.to_string(),
+            fp16: entry.fp16_file.as_ref().map(|f| {
+                Box::new(ModelFile {
+                    path: self.models_dir().join(f),
+                    sha256: entry.fp16_sha256.clone().unwrap_or_default(),
+                    fix: SETUP_FIX.to_string(),
+                    fp16: None,
+                })
+            }),
         })
     }
+}
+
+/// `model=value,model=value`; a bare value applies to every model (`*`).
+fn per_model<T: std::str::FromStr<Err = String>>(text: &str) -> Result<HashMap<String, T>, String> {
+    let mut map = HashMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = part.split_once('=').unwrap_or(("*", part));
+        let value = value
+            .trim()
+            .parse::<T>()
+            .map_err(|e| format!("{key}: {e}"))?;
+        map.insert(key.trim().to_string(), value);
+    }
+    Ok(map)
 }
 
 /// One model file and the hash it must have.
@@ -146,6 +241,9 @@ pub struct ModelFile {
     pub sha256: String,
     /// What to tell the operator when the file is missing or wrong.
     pub fix: String,
+    /// The same network with float16 weights and activations (float32 inputs and outputs),
+    /// run instead on GPU providers where the pipeline asks for FP16.
+    pub fp16: Option<Box<ModelFile>>,
 }
 
 impl ModelFile {
@@ -185,10 +283,20 @@ impl ModelFile {
                 format!("give the sha256 of {path} (64 hex digits, `sha256sum {path}`)"),
             ));
         }
+        let fp16_key = format!("{key}_fp16");
+        let fp16 = match params.get(&fp16_key).and_then(|v| v.as_str()) {
+            Some(p) if !p.is_empty() => {
+                let mut f = Self::from_params(analyzer, params, &fp16_key)?;
+                f.fp16 = None;
+                Some(Box::new(f))
+            }
+            _ => None,
+        };
         Ok(Self {
             path: PathBuf::from(path),
             sha256: sha.to_ascii_lowercase(),
             fix: format!("check params.{key}/params.{sha_key} of {analyzer} in config/fleet.toml"),
+            fp16,
         })
     }
 
@@ -243,6 +351,11 @@ pub struct ManifestEntry {
     pub member: String,
     pub file: String,
     pub sha256: String,
+    /// The FP16 variant the setup script converts from `file` (GPU providers only).
+    #[serde(default)]
+    pub fp16_file: Option<String>,
+    #[serde(default)]
+    pub fp16_sha256: Option<String>,
 }
 
 impl Manifest {

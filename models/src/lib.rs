@@ -2,7 +2,10 @@
 //!
 //! Layout:
 //! - `config`: where the runtime and model files are; the sha256 manifest (`config/models.toml`).
-//! - `runtime`: ONNX Runtime loaded from `ORT_DYLIB_PATH`; sessions on TensorRT/CUDA/CPU.
+//! - `runtime`: ONNX Runtime loaded from `ORT_DYLIB_PATH`; sessions on TensorRT/CUDA/CPU, each
+//!   declared by its pipeline (`ModelSpec`: batch sizes, shapes warmed at load, cuDNN search,
+//!   precision); `batch` merges concurrent callers' items into one run.
+//! - `shapes`: the fixed spatial buckets frames are resized or padded into.
 //! - `registry`: sessions created once per process, kept warm, unloaded when idle or on demand.
 //! - `imgproc`: the OpenCV-equivalent image operations the models were trained with.
 //! - `ocr`: PP-OCR `text_overlay` (detection, line classification, recognition, frame dedup).
@@ -17,17 +20,20 @@
 #![forbid(unsafe_code)]
 
 pub mod age;
+mod batch;
 pub mod config;
 pub mod emotion;
 pub mod error;
 pub mod faces;
 pub mod imgproc;
 pub mod ocr;
+mod par;
 pub mod params;
 pub mod registry;
 pub mod runtime;
 pub mod segformer;
 pub mod server;
+pub mod shapes;
 pub mod speech;
 pub mod vad;
 pub mod yolo;
@@ -36,4 +42,4 @@ pub use config::{ModelFile, ModelsConfig, ProviderPreference};
 pub use error::{ErrorClass, ModelError};
 pub use params::Params;
 pub use registry::ModelRegistry;
-pub use runtime::{Input, LoadedModel, Output, Provider, Tuning};
+pub use runtime::{ConvSearch, Input, LoadedModel, ModelSpec, Output, Precision, Provider};

@@ -9,7 +9,10 @@ use serde::Serialize;
 
 use crate::config::{ModelFile, ModelsConfig};
 use crate::error::ModelError;
-use crate::runtime::{LoadedModel, Provider, Tuning};
+use crate::runtime::{LoadedModel, ModelSpec, Precision, Provider};
+
+/// Reads the device memory in use (bytes), e.g. NVML's figure for the pinned GPU.
+pub type MemoryProbe = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// Every loaded model of this process, by file. Loading takes a per-file lock, so two tasks
 /// asking for a cold model at once load it once.
@@ -18,14 +21,26 @@ pub struct ModelRegistry {
     models: Mutex<HashMap<PathBuf, Arc<LoadedModel>>>,
     loading: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
     expected: OnceLock<Provider>,
+    probe: OnceLock<MemoryProbe>,
+    /// Loads are measured one at a time: two concurrent loads would share one memory delta.
+    measuring: Mutex<()>,
+    /// Device bytes measured per model file, kept after an unload for the residency policy.
+    measured: Mutex<HashMap<PathBuf, u64>>,
 }
 
-/// What is loaded now, for metrics and the CLI.
+/// What is loaded now, for metrics, the CLI and the residency policy.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadedInfo {
     pub path: PathBuf,
     pub provider: &'static str,
+    pub precision: &'static str,
+    pub conv_search: &'static str,
     pub idle_s: f64,
+    pub load_ms: f64,
+    pub warmup_ms: f64,
+    pub warm_shapes: usize,
+    /// Device memory the model took (NVML), when a probe is set.
+    pub device_bytes: Option<u64>,
 }
 
 impl ModelRegistry {
@@ -35,6 +50,9 @@ impl ModelRegistry {
             models: Mutex::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             expected: OnceLock::new(),
+            probe: OnceLock::new(),
+            measuring: Mutex::new(()),
+            measured: Mutex::new(HashMap::new()),
         });
         spawn_reaper(Arc::downgrade(&registry));
         registry
@@ -75,26 +93,46 @@ impl ModelRegistry {
             .get_or_init(|| crate::runtime::expected_provider(&self.config))
     }
 
-    /// The session for `file`, loading (and sha256-checking) it on first use.
-    pub fn get(&self, file: &ModelFile) -> Result<Arc<LoadedModel>, ModelError> {
-        self.get_tuned(file, Tuning::default())
+    /// Measures every later load's device memory with `probe` (set once, by a GPU worker).
+    pub fn set_memory_probe(&self, probe: MemoryProbe) {
+        let _ = self.probe.set(probe);
     }
 
-    /// Like [`get`](Self::get), with session settings for this model (applied when it is
-    /// loaded; a model already loaded keeps its settings).
-    pub fn get_tuned(
+    /// The session for `file` with default settings, loading (and sha256-checking) it on
+    /// first use.
+    pub fn get(&self, file: &ModelFile) -> Result<Arc<LoadedModel>, ModelError> {
+        let key = file_key(file);
+        self.get_spec(file, &key, ModelSpec::default())
+    }
+
+    /// The session for `file` as the pipeline declares it in `spec` (batch sizes, shapes to
+    /// warm, cuDNN search, precision), with this process's overrides for `key` applied. A
+    /// model already loaded keeps its settings.
+    pub fn get_spec(
         &self,
         file: &ModelFile,
-        tuning: Tuning,
+        key: &str,
+        spec: ModelSpec,
     ) -> Result<Arc<LoadedModel>, ModelError> {
-        if let Some(m) = self
-            .models
-            .lock()
-            .expect("registry poisoned")
-            .get(&file.path)
-            && m.file.sha256 == file.sha256
-        {
-            return Ok(m.clone());
+        let spec = self.config.resolve(key, spec);
+        // FP16 only where a GPU provider runs it and the model has an FP16 variant.
+        let (file, spec) = match (&file.fp16, spec.precision) {
+            (Some(half), Precision::Fp16) if self.expected_provider().is_gpu() => {
+                (half.as_ref().clone(), spec)
+            }
+            _ => (
+                ModelFile {
+                    fp16: None,
+                    ..file.clone()
+                },
+                ModelSpec {
+                    precision: Precision::Fp32,
+                    ..spec
+                },
+            ),
+        };
+        if let Some(m) = self.cached(&file) {
+            return Ok(m);
         }
         let gate = self
             .loading
@@ -104,21 +142,35 @@ impl ModelRegistry {
             .or_default()
             .clone();
         let _loading = gate.lock().expect("load gate poisoned");
-        if let Some(m) = self
-            .models
-            .lock()
-            .expect("registry poisoned")
-            .get(&file.path)
-            && m.file.sha256 == file.sha256
-        {
-            return Ok(m.clone());
+        if let Some(m) = self.cached(&file) {
+            return Ok(m);
         }
+        let _measuring = self
+            .probe
+            .get()
+            .map(|_| self.measuring.lock().expect("registry poisoned"));
+        let before = self.probe.get().and_then(|p| p());
         let started = Instant::now();
-        let model = Arc::new(LoadedModel::load(&self.config, file, tuning)?);
+        let model = Arc::new(LoadedModel::load(&self.config, &file, spec)?);
+        let after = self.probe.get().and_then(|p| p());
+        if let (Some(b), Some(a)) = (before, after) {
+            let bytes = a.saturating_sub(b);
+            *model.device_bytes.lock().expect("device_bytes poisoned") = Some(bytes);
+            self.measured
+                .lock()
+                .expect("registry poisoned")
+                .insert(file.path.clone(), bytes);
+        }
         tracing::info!(
             model = %file.path.display(),
             provider = model.provider.label(),
+            precision = model.precision().label(),
+            conv_search = model.spec.conv_search.label(),
             ms = started.elapsed().as_millis() as u64,
+            session_ms = model.load_ms as u64,
+            warmup_ms = model.warmup_ms() as u64,
+            warm_shapes = model.warmup.len(),
+            device_bytes = model.device_bytes(),
             "model loaded"
         );
         self.models
@@ -128,9 +180,63 @@ impl ModelRegistry {
         Ok(model)
     }
 
-    /// A model from `config/models.toml` by id.
+    fn cached(&self, file: &ModelFile) -> Option<Arc<LoadedModel>> {
+        self.models
+            .lock()
+            .expect("registry poisoned")
+            .get(&file.path)
+            .filter(|m| m.file.sha256 == file.sha256)
+            .cloned()
+    }
+
+    /// A model from `config/models.toml` by id, with default settings.
     pub fn fetched(&self, id: &str) -> Result<Arc<LoadedModel>, ModelError> {
-        self.get(&self.config.fetched_model(id)?)
+        self.fetched_spec(id, ModelSpec::default())
+    }
+
+    /// A model from `config/models.toml` by id, as the pipeline declares it.
+    pub fn fetched_spec(&self, id: &str, spec: ModelSpec) -> Result<Arc<LoadedModel>, ModelError> {
+        self.get_spec(&self.config.fetched_model(id)?, id, spec)
+    }
+
+    /// Device bytes measured for a model file (loaded now or earlier), if any.
+    pub fn measured_bytes(&self, path: &std::path::Path) -> Option<u64> {
+        self.measured
+            .lock()
+            .expect("registry poisoned")
+            .get(path)
+            .copied()
+    }
+
+    /// Unloads the least recently used models until the measured device memory of what was
+    /// unloaded reaches `bytes` (or nothing idle for `min_idle` is left). Models without a
+    /// measurement count as zero bytes but are unloaded in their turn. Returns how many went.
+    pub fn unload_lru(&self, bytes: u64, min_idle: Duration) -> usize {
+        let mut models = self.models.lock().expect("registry poisoned");
+        let mut order: Vec<(PathBuf, Duration)> = models
+            .iter()
+            .map(|(p, m)| {
+                (
+                    p.clone(),
+                    m.last_used.lock().expect("last_used poisoned").elapsed(),
+                )
+            })
+            .filter(|(_, idle)| *idle >= min_idle)
+            .collect();
+        order.sort_by_key(|o| std::cmp::Reverse(o.1));
+        let (mut freed, mut n) = (0u64, 0usize);
+        for (path, idle) in order {
+            if freed >= bytes {
+                break;
+            }
+            if let Some(m) = models.remove(&path) {
+                let b = m.device_bytes().unwrap_or(0);
+                tracing::info!(model = %path.display(), idle_s = idle.as_secs(), device_bytes = b, "unloading least recently used model for memory");
+                freed += b;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Unloads models unused for `max_idle`. A task still holding one keeps it alive until it
@@ -164,6 +270,12 @@ impl ModelRegistry {
             .map(|m| LoadedInfo {
                 path: m.file.path.clone(),
                 provider: m.provider.label(),
+                precision: m.precision().label(),
+                conv_search: m.spec.conv_search.label(),
+                load_ms: m.load_ms,
+                warmup_ms: m.warmup_ms(),
+                warm_shapes: m.warmup.len(),
+                device_bytes: m.device_bytes(),
                 idle_s: m
                     .last_used
                     .lock()
@@ -203,4 +315,12 @@ fn spawn_reaper(registry: Weak<ModelRegistry>) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "could not start the idle-model reaper; models stay loaded");
     }
+}
+
+/// The override key of an operator's model: its file stem (`yolov8x` for `yolov8x.onnx`).
+fn file_key(file: &ModelFile) -> String {
+    file.path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -10,12 +10,17 @@ use serde_json::json;
 use crate::config::ModelFile;
 use crate::error::ModelError;
 use crate::imgproc::{self, ChannelOrder, Rgb};
+use crate::par;
 use crate::params::Params;
 use crate::registry::ModelRegistry;
-use crate::runtime::{Input, LoadedModel};
+use crate::runtime::{ConvSearch, LoadedModel, ModelSpec, Precision};
 
 const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// Frames per run on a GPU at 512 px.
+pub const BATCHES: [usize; 2] = [4, 16];
+/// Frames prepared per pipeline step.
+const CHUNK: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct SegParams {
@@ -70,7 +75,20 @@ impl SegFormer {
         file: &ModelFile,
         p: &SegParams,
     ) -> Result<Self, ModelError> {
-        let model = registry.get(file)?;
+        let key = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let size = p.input_size as i64;
+        let spec = ModelSpec {
+            batches: BATCHES.to_vec(),
+            warm: vec![vec![3, size, size]],
+            conv_search: ConvSearch::Exhaustive,
+            precision: Precision::Fp16,
+            ..ModelSpec::default()
+        };
+        let model = registry.get_spec(file, &key, spec)?;
         model.expect_input(0, &[None, Some(3), None, None], "SegFormer segmentation")?;
         let shape = &model.inputs[0].1;
         let dim = |d: i64| if d > 0 { d as usize } else { p.input_size };
@@ -92,55 +110,71 @@ impl SegFormer {
         p: &SegParams,
     ) -> Result<Vec<Vec<f64>>, ModelError> {
         let plane = 3 * self.width * self.height;
-        let mut all = Vec::with_capacity(frames.len());
-        for chunk in frames.chunks(p.batch) {
-            let mut input = vec![0f32; chunk.len() * plane];
-            for (i, f) in chunk.iter().enumerate() {
-                let resized = imgproc::resize(*f, self.width, self.height);
-                imgproc::to_chw(
-                    resized.view(),
-                    ChannelOrder::Rgb,
-                    1.0 / 255.0,
-                    IMAGENET_MEAN,
-                    IMAGENET_STD,
-                    self.width,
-                    &mut input[i * plane..(i + 1) * plane],
-                );
-            }
-            let shape = [chunk.len() as i64, 3, self.height as i64, self.width as i64];
-            let out = self
-                .model
-                .run(&[Input::F32(&shape, &input)])?
-                .swap_remove(0);
-            if out.shape.len() != 4 {
-                return Err(ModelError::BadShape {
-                    path: self.model.file.path.clone(),
-                    detail: format!(
-                        "output shape {:?}, SegFormer gives logits [batch, classes, h, w]",
-                        out.shape
-                    ),
+        let chunk = if self.model.provider.is_gpu() {
+            CHUNK
+        } else {
+            p.batch
+        };
+        let chunks: Vec<&[Rgb<'_>]> = frames.chunks(chunk.max(1)).collect();
+        let done = par::pipelined(
+            chunks.len(),
+            |k| {
+                let c = chunks[k];
+                let mut input = vec![0f32; c.len() * plane];
+                par::fill(&mut input, plane, |i, slot| {
+                    let resized = imgproc::resize(c[i], self.width, self.height);
+                    imgproc::to_chw(
+                        resized.view(),
+                        ChannelOrder::Rgb,
+                        1.0 / 255.0,
+                        IMAGENET_MEAN,
+                        IMAGENET_STD,
+                        self.width,
+                        slot,
+                    );
                 });
-            }
-            let (k, hw) = (
-                out.shape[1] as usize,
-                (out.shape[2] * out.shape[3]) as usize,
-            );
-            for i in 0..chunk.len() {
-                let logits = &out.data[i * k * hw..(i + 1) * k * hw];
-                let mut counts = vec![0usize; k];
-                for px in 0..hw {
-                    let best = (0..k).fold(0, |b, c| {
-                        if logits[c * hw + px] > logits[b * hw + px] {
-                            c
-                        } else {
-                            b
-                        }
+                input
+            },
+            |k, input| {
+                let c = chunks[k];
+                let out = self
+                    .model
+                    .infer(&[3, self.height as i64, self.width as i64], c.len(), &input)?
+                    .swap_remove(0);
+                if out.shape.len() != 4 {
+                    return Err(ModelError::BadShape {
+                        path: self.model.file.path.clone(),
+                        detail: format!(
+                            "output shape {:?}, SegFormer gives logits [batch, classes, h, w]",
+                            out.shape
+                        ),
                     });
-                    counts[best] += 1;
                 }
-                all.push(counts.into_iter().map(|c| c as f64 / hw as f64).collect());
-            }
-        }
+                let (k, hw) = (
+                    out.shape[1] as usize,
+                    (out.shape[2] * out.shape[3]) as usize,
+                );
+                Ok(par::map_n(c.len(), |i| {
+                    let logits = out.item(i);
+                    let mut counts = vec![0usize; k];
+                    for px in 0..hw {
+                        let best = (0..k).fold(0, |b, c| {
+                            if logits[c * hw + px] > logits[b * hw + px] {
+                                c
+                            } else {
+                                b
+                            }
+                        });
+                        counts[best] += 1;
+                    }
+                    counts
+                        .into_iter()
+                        .map(|c| c as f64 / hw as f64)
+                        .collect::<Vec<f64>>()
+                }))
+            },
+        )?;
+        let all: Vec<Vec<f64>> = done.into_iter().flatten().collect();
         Ok(all)
     }
 

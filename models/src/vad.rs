@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::ModelError;
 use crate::params::Params;
 use crate::registry::ModelRegistry;
-use crate::runtime::{Input, LoadedModel, Tuning};
+use crate::runtime::{Input, LoadedModel, ModelSpec};
 
 /// Samples per window at 16 kHz, and the samples of the previous window the model also sees.
 const WINDOW: usize = 512;
@@ -77,11 +77,14 @@ impl Vad {
         // One thread: the model is tiny and runs window by window, where thread hand-offs would
         // cost more than they save (the silero package makes the same choice).
         let file = registry.config().fetched_model("silero.vad")?;
-        let tuning = Tuning {
+        // And the CPU even on a GPU worker: a 32 ms window per run is all launch overhead there.
+        let spec = ModelSpec {
             intra_threads: Some(1),
             flush_to_zero: true,
+            cpu_only: true,
+            ..ModelSpec::default()
         };
-        let model = registry.get_tuned(&file, tuning)?;
+        let model = registry.get_spec(&file, "silero.vad", spec)?;
         model.expect_input(0, &[None, None], "Silero VAD")?;
         Ok(Self { model })
     }

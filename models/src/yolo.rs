@@ -13,12 +13,17 @@ use crate::config::ModelFile;
 use crate::error::ModelError;
 use crate::imgproc::{self, ChannelOrder, Rgb};
 use crate::ocr::geometry::iou;
+use crate::par;
 use crate::params::Params;
 use crate::registry::ModelRegistry;
-use crate::runtime::{Input, LoadedModel};
+use crate::runtime::{ConvSearch, LoadedModel, ModelSpec, Precision};
 
 /// Grey of the letterbox bars (Ultralytics).
 const PAD: u8 = 114;
+/// Frames per run on a GPU: 16 at 640 px keep YOLOv8x within a few GiB of activations.
+pub const BATCHES: [usize; 2] = [4, 16];
+/// Frames prepared per pipeline step (letterboxed while the previous step runs).
+const CHUNK: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct YoloParams {
@@ -88,7 +93,20 @@ impl Yolo {
         file: &ModelFile,
         p: &YoloParams,
     ) -> Result<Self, ModelError> {
-        let model = registry.get(file)?;
+        let key = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let size = p.input_size as i64;
+        let spec = ModelSpec {
+            batches: BATCHES.to_vec(),
+            warm: vec![vec![3, size, size]],
+            conv_search: ConvSearch::Exhaustive,
+            precision: Precision::Fp16,
+            ..ModelSpec::default()
+        };
+        let model = registry.get_spec(file, &key, spec)?;
         model.expect_input(0, &[None, Some(3), None, None], "YOLOv8 detection")?;
         let shape = &model.inputs[0].1;
         let dim = |d: i64| if d > 0 { d as usize } else { p.input_size };
@@ -168,42 +186,79 @@ impl Yolo {
         }
     }
 
-    /// Detections per frame, running `p.batch` frames per inference.
+    /// Detections per frame: frames letterboxed on every core a chunk ahead of inference,
+    /// batches padded to [`BATCHES`] on a GPU (`p.batch` frames per run on the CPU).
     pub fn detect(
         &self,
         frames: &[Rgb<'_>],
         p: &YoloParams,
     ) -> Result<Vec<Vec<Detection>>, ModelError> {
         let plane = 3 * self.width * self.height;
-        let mut all = Vec::with_capacity(frames.len());
-        for chunk in frames.chunks(p.batch.max(1)) {
-            let mut input = vec![0f32; chunk.len() * plane];
-            let boxes: Vec<Letterbox> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, f)| self.letterbox(*f, &mut input[i * plane..(i + 1) * plane]))
-                .collect();
-            let shape = [chunk.len() as i64, 3, self.height as i64, self.width as i64];
-            let out = self
-                .model
-                .run(&[Input::F32(&shape, &input)])?
-                .swap_remove(0);
-            if out.shape.len() != 3 || out.shape[1] < 5 {
-                return Err(ModelError::BadShape {
-                    path: self.model.file.path.clone(),
-                    detail: format!(
-                        "output shape {:?}, YOLOv8 detection gives [batch, 4 + classes, anchors]",
-                        out.shape
-                    ),
-                });
-            }
-            let (rows, n) = (out.shape[1] as usize, out.shape[2] as usize);
-            for (i, (lb, f)) in boxes.iter().zip(chunk).enumerate() {
-                let pred = &out.data[i * rows * n..(i + 1) * rows * n];
-                all.push(self.decode(pred, rows - 4, n, *lb, f.width, f.height, p));
+        let chunk = if self.model.provider.is_gpu() {
+            CHUNK
+        } else {
+            p.batch.max(1)
+        };
+        let chunks: Vec<&[Rgb<'_>]> = frames.chunks(chunk).collect();
+        let done = par::pipelined(
+            chunks.len(),
+            |k| {
+                let c = chunks[k];
+                let mut input = vec![0f32; c.len() * plane];
+                let boxes = par::fill_map(&mut input, plane, |i, slot| self.letterbox(c[i], slot));
+                (input, boxes)
+            },
+            |k, (input, boxes)| {
+                let c = chunks[k];
+                let out = self
+                    .model
+                    .infer(&[3, self.height as i64, self.width as i64], c.len(), &input)?
+                    .swap_remove(0);
+                if out.shape.len() != 3 || out.shape[1] < 5 {
+                    return Err(ModelError::BadShape {
+                        path: self.model.file.path.clone(),
+                        detail: format!(
+                            "output shape {:?}, YOLOv8 detection gives [batch, 4 + classes, anchors]",
+                            out.shape
+                        ),
+                    });
+                }
+                let (rows, n) = (out.shape[1] as usize, out.shape[2] as usize);
+                Ok(par::map_n(c.len(), |i| {
+                    let pred = out.item(i);
+                    self.decode(pred, rows - 4, n, boxes[i], c[i].width, c[i].height, p)
+                }))
+            },
+        )?;
+        Ok(done.into_iter().flatten().collect())
+    }
+
+    /// The best class score of every anchor of every frame (no threshold, no NMS): for
+    /// calibrating a threshold on models with untrained weights.
+    pub fn raw_scores(&self, frames: &Frames, _p: &YoloParams) -> Result<Vec<f32>, ModelError> {
+        let plane = 3 * self.width * self.height;
+        let (w, h) = (frames.width as usize, frames.height as usize);
+        let mut input = vec![0f32; frames.len() * plane];
+        for (i, (_, d)) in frames.iter().enumerate() {
+            self.letterbox(Rgb::new(d, w, h), &mut input[i * plane..(i + 1) * plane]);
+        }
+        let out = self
+            .model
+            .infer(
+                &[3, self.height as i64, self.width as i64],
+                frames.len(),
+                &input,
+            )?
+            .swap_remove(0);
+        let (rows, n) = (out.shape[1] as usize, out.shape[2] as usize);
+        let mut scores = Vec::new();
+        for f in 0..frames.len() {
+            let pred = out.item(f);
+            for a in 0..n {
+                scores.push((4..rows).map(|c| pred[c * n + a]).fold(f32::MIN, f32::max));
             }
         }
-        Ok(all)
+        Ok(scores)
     }
 
     /// `[4 + nc, n]` predictions (cx, cy, w, h, class scores) -> detections in frame pixels.

@@ -20,6 +20,7 @@ fn file(name: &str) -> ModelFile {
         path,
         sha256,
         fix: "run scripts/setup-models.sh".into(),
+        fp16: None,
     }
 }
 
@@ -198,6 +199,7 @@ fn missing_wrong_and_misfit_models_give_clear_errors() {
         path: "/nonexistent/yolov8s.onnx".into(),
         sha256: "0".repeat(64),
         fix: "set params.model".into(),
+        fp16: None,
     };
     let err = Yolo::load(&reg, &missing, &YoloParams::default())
         .err()

@@ -3,6 +3,7 @@
 
 use super::geometry::{Pt, convex_hull, dist, in_convex, min_area_rect, order_clockwise, regions};
 use crate::imgproc::{self, ChannelOrder, Rgb};
+use crate::shapes::{self, Canvas, Fit};
 
 /// DB parameters; the defaults are rapidocr's.
 #[derive(Debug, Clone)]
@@ -62,7 +63,52 @@ pub fn input_size(width: usize, height: usize, limit_side_len: usize) -> (usize,
     )
 }
 
-/// Packs one frame as the detector's `[3, H, W]` input (BGR, `(x/255 - 0.5) / 0.5`).
+/// The detector's input canvases: 9:16, 3:4 and 1:1 in both orientations with the short
+/// side at `limit_side_len` (multiples of 32). A frame is scaled to fit the one it fills best
+/// and padded with black, so a GPU session sees five shapes whatever the video's size.
+pub fn canvases(limit_side_len: usize) -> Vec<Canvas> {
+    shapes::orientations(limit_side_len, 32)
+}
+
+/// Packs one frame into its canvas as the detector's `[3, H, W]` input (BGR,
+/// `(x/255 - 0.5) / 0.5`).
+pub fn pack(frame: Rgb<'_>, fit: &Fit, out: &mut [f32]) {
+    let canvas = shapes::letterbox(frame, fit, 0);
+    imgproc::to_chw(
+        canvas.view(),
+        ChannelOrder::Bgr,
+        1.0 / 255.0,
+        [0.5; 3],
+        [0.5; 3],
+        fit.canvas.width,
+        out,
+    );
+}
+
+/// DB post-processing of a canvas-sized probability map into boxes in frame pixels: only the
+/// frame's part of the canvas counts, coordinates are divided by the fit's scale.
+pub fn postprocess_fit(
+    pred: &[f32],
+    w: usize,
+    h: usize,
+    fit: &Fit,
+    frame: Rgb<'_>,
+    params: &DetParams,
+) -> Vec<TextBox> {
+    let inv = 1.0 / fit.scale;
+    boxes_from_map(
+        pred,
+        w,
+        h,
+        (fit.width.min(w), fit.height.min(h)),
+        (inv, inv),
+        (frame.width, frame.height),
+        params,
+    )
+}
+
+/// Packs one frame as the detector's `[3, H, W]` input (BGR, `(x/255 - 0.5) / 0.5`) at its
+/// own rounded size (rapidocr's way, without buckets).
 pub fn preprocess(frame: Rgb<'_>, params: &DetParams, out: &mut Vec<f32>) -> (usize, usize) {
     let (w, h) = input_size(frame.width, frame.height, params.limit_side_len);
     let resized = imgproc::resize(frame, w, h);
@@ -89,7 +135,35 @@ pub fn postprocess(
     frame_h: usize,
     params: &DetParams,
 ) -> Vec<TextBox> {
-    let mut mask: Vec<u8> = pred.iter().map(|&p| (p > params.thresh) as u8).collect();
+    boxes_from_map(
+        pred,
+        w,
+        h,
+        (w, h),
+        (frame_w as f32 / w as f32, frame_h as f32 / h as f32),
+        (frame_w, frame_h),
+        params,
+    )
+}
+
+/// Boxes from the map's `content` part (top left), scaled by `scale` into a frame of `frame`
+/// pixels.
+fn boxes_from_map(
+    pred: &[f32],
+    w: usize,
+    h: usize,
+    content: (usize, usize),
+    scale: (f32, f32),
+    frame: (usize, usize),
+    params: &DetParams,
+) -> Vec<TextBox> {
+    let (frame_w, frame_h) = frame;
+    let (cw, ch) = content;
+    let mut mask: Vec<u8> = pred
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (p > params.thresh && i % w < cw && i / w < ch) as u8)
+        .collect();
     if params.use_dilation {
         // OpenCV's dilate with a 2x2 kernel (anchor at its centre): each pixel takes the max of
         // itself and its left, upper and upper-left neighbours.
@@ -129,7 +203,7 @@ pub fn postprocess(
         if grown.short_side() < 5.0 {
             continue;
         }
-        let (sx, sy) = (frame_w as f32 / w as f32, frame_h as f32 / h as f32);
+        let (sx, sy) = scale;
         let scaled = order_clockwise(grown.corners()).map(|[x, y]| {
             [
                 (x * sx).round().clamp(0.0, frame_w as f32),

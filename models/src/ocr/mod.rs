@@ -15,9 +15,10 @@ use self::det::{DetParams, TextBox};
 use self::geometry::iou;
 use crate::error::ModelError;
 use crate::imgproc::{self, Rgb, RgbImage};
+use crate::par;
 use crate::params::Params;
 use crate::registry::ModelRegistry;
-use crate::runtime::{Input, LoadedModel};
+use crate::runtime::{ConvSearch, LoadedModel, ModelSpec, Precision};
 
 /// Settings of `text_overlay` (analyzer params of the same names).
 #[derive(Debug, Clone)]
@@ -121,17 +122,61 @@ pub struct Ocr {
     alphabet: Vec<String>,
 }
 
+/// Frames per detector run on a GPU (padded up to it): the DB network at 736x1312 is
+/// large enough that 8 fill an H200 and stay within a few GiB.
+pub const DET_BATCH: usize = 8;
+/// Line crops per classifier / recognizer run on a GPU, and the smaller bucket below it.
+pub const REC_BATCHES: [usize; 2] = [8, 32];
+
 impl Ocr {
     pub fn load(registry: &ModelRegistry) -> Result<Self, ModelError> {
-        let det = registry.fetched("ppocr.det")?;
+        Self::load_with(registry, &DetParams::default())
+    }
+
+    /// Loads the three models with the detector's buckets for `det` (its `limit_side_len`).
+    pub fn load_with(registry: &ModelRegistry, det: &DetParams) -> Result<Self, ModelError> {
+        let det_spec = ModelSpec {
+            batches: vec![DET_BATCH],
+            warm: det::canvases(det.limit_side_len)
+                .iter()
+                .map(|c| vec![3, c.height as i64, c.width as i64])
+                .collect(),
+            // Five shapes, searched once at load: the detector is where the time goes.
+            conv_search: ConvSearch::Exhaustive,
+            precision: Precision::Fp16,
+            ..ModelSpec::default()
+        };
+        let det = registry.fetched_spec("ppocr.det", det_spec)?;
         det.expect_input(0, &[None, Some(3), None, None], "PP-OCR detection")?;
-        let cls = registry.fetched("ppocr.cls")?;
+        let cls = registry.fetched_spec(
+            "ppocr.cls",
+            ModelSpec {
+                batches: REC_BATCHES.to_vec(),
+                warm: vec![vec![3, rec::CLS_H as i64, rec::CLS_W as i64]],
+                conv_search: ConvSearch::Heuristic,
+                precision: Precision::Fp16,
+                ..ModelSpec::default()
+            },
+        )?;
         cls.expect_input(
             0,
             &[None, Some(3), None, None],
             "PP-OCR line classification",
         )?;
-        let rec = registry.fetched("ppocr.rec")?;
+        let rec = registry.fetched_spec(
+            "ppocr.rec",
+            ModelSpec {
+                batches: REC_BATCHES.to_vec(),
+                warm: rec::WIDTHS
+                    .iter()
+                    .map(|&w| vec![3, rec::REC_H as i64, w as i64])
+                    .collect(),
+                // Six widths x two batch sizes: a heuristic pick per shape, no timing.
+                conv_search: ConvSearch::Heuristic,
+                precision: Precision::Fp32,
+                ..ModelSpec::default()
+            },
+        )?;
         rec.expect_input(
             0,
             &[None, Some(3), Some(rec::REC_H as i64), None],
@@ -150,123 +195,241 @@ impl Ocr {
         self.det.provider.label()
     }
 
+    /// The three sessions (for reports: provider, precision, warm-up, device memory).
+    pub fn models(&self) -> [&LoadedModel; 3] {
+        [&self.det, &self.cls, &self.rec]
+    }
+
     /// Detects text regions in one frame.
     pub fn detect(&self, frame: Rgb<'_>, params: &DetParams) -> Result<Vec<TextBox>, ModelError> {
+        Ok(self
+            .detect_batch(&[frame], params)?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// Detects text regions in each frame: frames of one canvas run as batches, the next
+    /// batch prepared while the current one runs.
+    pub fn detect_batch(
+        &self,
+        frames: &[Rgb<'_>],
+        params: &DetParams,
+    ) -> Result<Vec<Vec<TextBox>>, ModelError> {
+        let canvases = det::canvases(params.limit_side_len);
+        let fits: Vec<_> = frames
+            .iter()
+            .map(|f| crate::shapes::fit(f.width, f.height, &canvases))
+            .collect();
+        let mut out: Vec<Vec<TextBox>> = vec![Vec::new(); frames.len()];
+        // Group by canvas (a video's frames share one), in chunks of the GPU batch.
+        let mut groups: Vec<(crate::shapes::Canvas, Vec<usize>)> = Vec::new();
+        for (i, f) in fits.iter().enumerate() {
+            match groups.iter_mut().find(|(c, _)| *c == f.canvas) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((f.canvas, vec![i])),
+            }
+        }
+        let chunk = if self.det.provider.is_gpu() {
+            DET_BATCH
+        } else {
+            DET_BATCH.min(4)
+        };
+        let chunks: Vec<(crate::shapes::Canvas, &[usize])> = groups
+            .iter()
+            .flat_map(|(c, idx)| idx.chunks(chunk).map(move |ch| (*c, ch)))
+            .collect();
+        let results = par::pipelined(
+            chunks.len(),
+            |k| {
+                let (c, idx) = chunks[k];
+                let plane = 3 * c.width * c.height;
+                let mut input = vec![0f32; idx.len() * plane];
+                par::fill(&mut input, plane, |slot, buf| {
+                    let i = idx[slot];
+                    det::pack(frames[i], &fits[i], buf);
+                });
+                input
+            },
+            |k, input| {
+                let (c, idx) = chunks[k];
+                let outs =
+                    self.det
+                        .infer(&[3, c.height as i64, c.width as i64], idx.len(), &input)?;
+                let map = &outs[0];
+                let (mh, mw) = (
+                    map.shape[map.shape.len() - 2] as usize,
+                    map.shape[map.shape.len() - 1] as usize,
+                );
+                Ok::<_, ModelError>(par::map_n(idx.len(), |slot| {
+                    let i = idx[slot];
+                    let pred = &map.item(slot)[..mh * mw];
+                    det::postprocess_fit(pred, mw, mh, &fits[i], frames[i], params)
+                }))
+            },
+        )?;
+        for ((_, idx), boxes) in chunks.iter().zip(results) {
+            for (&i, b) in idx.iter().zip(boxes) {
+                out[i] = b;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The detector's probability map of one frame at the frame's own rounded size (no
+    /// buckets), for diagnostics.
+    pub fn probability_map(
+        &self,
+        frame: Rgb<'_>,
+        params: &DetParams,
+    ) -> Result<(Vec<f32>, usize, usize), ModelError> {
         let mut input = Vec::new();
         let (w, h) = det::preprocess(frame, params, &mut input);
-        let out = self
-            .det
-            .run(&[Input::F32(&[1, 3, h as i64, w as i64], &input)])?;
+        let out = self.det.infer(&[3, h as i64, w as i64], 1, &input)?;
         let map = &out[0];
         let (mh, mw) = (
             map.shape[map.shape.len() - 2] as usize,
             map.shape[map.shape.len() - 1] as usize,
         );
-        Ok(det::postprocess(
-            &map.data[..mh * mw],
-            mw,
-            mh,
-            frame.width,
-            frame.height,
-            params,
-        ))
+        Ok((map.data[..mh * mw].to_vec(), mw, mh))
     }
 
     /// Reads every text line of one image (no frame skipping): the plain PP-OCR pipeline.
     pub fn read(&self, frame: Rgb<'_>, params: &OcrParams) -> Result<Vec<Line>, ModelError> {
-        let boxes = self.detect(frame, &params.det)?;
-        let mut crops: Vec<RgbImage> = boxes
+        Ok(self.read_batch(&[frame], params)?.pop().unwrap_or_default())
+    }
+
+    /// [`read`](Self::read) for several images, batched across them.
+    pub fn read_batch(
+        &self,
+        frames: &[Rgb<'_>],
+        params: &OcrParams,
+    ) -> Result<Vec<Vec<Line>>, ModelError> {
+        let boxes = self.detect_batch(frames, &params.det)?;
+        let jobs: Vec<(usize, usize)> = boxes
             .iter()
-            .map(|b| rec::crop_line(frame, &b.quad))
+            .enumerate()
+            .flat_map(|(f, b)| (0..b.len()).map(move |k| (f, k)))
             .collect();
-        if params.use_cls && !crops.is_empty() {
-            rec::classify(&self.cls, &mut crops, params.rec_batch)?;
+        let texts = self.recognize_lines(frames, &boxes, &jobs, params)?;
+        let mut out: Vec<Vec<Line>> = vec![Vec::new(); frames.len()];
+        for (&(f, k), (text, confidence)) in jobs.iter().zip(texts) {
+            if !text.trim().is_empty() && confidence >= params.text_score {
+                out[f].push(Line {
+                    text,
+                    confidence,
+                    quad: boxes[f][k].quad,
+                });
+            }
         }
-        let texts = rec::recognize(&self.rec, &self.alphabet, &crops, params.rec_batch)?;
-        Ok(boxes
-            .iter()
-            .zip(texts)
-            .filter(|(_, (t, c))| !t.trim().is_empty() && *c >= params.text_score)
-            .map(|(b, (text, confidence))| Line {
-                text,
-                confidence,
-                quad: b.quad,
-            })
-            .collect())
+        Ok(out)
+    }
+
+    /// Crops, orients and reads the lines `jobs` (frame, box) in batches across frames.
+    fn recognize_lines(
+        &self,
+        frames: &[Rgb<'_>],
+        boxes: &[Vec<TextBox>],
+        jobs: &[(usize, usize)],
+        params: &OcrParams,
+    ) -> Result<Vec<(String, f32)>, ModelError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut crops: Vec<RgbImage> =
+            par::map(jobs, |&(f, k)| rec::crop_line(frames[f], &boxes[f][k].quad));
+        let batch = if self.rec.provider.is_gpu() {
+            REC_BATCHES[1]
+        } else {
+            params.rec_batch
+        };
+        if params.use_cls {
+            rec::classify(&self.cls, &mut crops, batch)?;
+        }
+        rec::recognize(&self.rec, &self.alphabet, &crops, batch)
     }
 
     /// The `text_overlay` pipeline over sampled frames.
     pub fn run(&self, frames: &Frames, params: &OcrParams) -> Result<OcrResult, ModelError> {
         let (w, h) = (frames.width as usize, frames.height as usize);
+        let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
         let mut stats = OcrStats {
             frames: frames.len(),
             ..Default::default()
         };
-        let mut per_frame: Vec<Vec<Line>> = Vec::with_capacity(frames.len());
-        // State of the last analyzed frame: its pixels, thumbnail and lines.
-        let mut last_frame: Vec<u8> = Vec::new();
-        let mut last_thumb: Option<Vec<u8>> = None;
-        let mut last_lines: Vec<Line> = Vec::new();
-        for (_, data) in frames.iter() {
-            let frame = Rgb::new(data, w, h);
-            let thumb = thumbnail(frame);
-            if let Some(prev) = &last_thumb
-                && imgproc::mean_abs_diff(prev, &thumb, 1) < params.frame_diff
-            {
-                per_frame.push(last_lines.clone());
-                continue;
+        // Which frames changed since the last analyzed one (thumbnails only: no model yet).
+        let thumbs = par::map(&imgs, |f| thumbnail(*f));
+        let mut analyzed: Vec<usize> = Vec::new();
+        let mut source: Vec<usize> = Vec::with_capacity(imgs.len());
+        for (i, thumb) in thumbs.iter().enumerate() {
+            let changed = analyzed.last().is_none_or(|&last| {
+                imgproc::mean_abs_diff(&thumbs[last], thumb, 1) >= params.frame_diff
+            });
+            if changed {
+                analyzed.push(i);
             }
-            stats.frames_analyzed += 1;
-            let boxes = self.detect(frame, &params.det)?;
-            // Reuse the text of lines found where an earlier line was, over unchanged pixels.
-            let mut texts: Vec<Option<(String, f32)>> = vec![None; boxes.len()];
-            for (i, b) in boxes.iter().enumerate() {
-                let same = last_lines.iter().find(|l| {
+            source.push(*analyzed.last().expect("the first frame is analyzed"));
+        }
+        stats.frames_analyzed = analyzed.len();
+        let det_frames: Vec<Rgb<'_>> = analyzed.iter().map(|&i| imgs[i]).collect();
+        let boxes = self.detect_batch(&det_frames, &params.det)?;
+        // Reuse the text of lines found where the previous analyzed frame had one, over
+        // unchanged pixels; the rest are read in one batched pass.
+        let mut texts: Vec<Vec<Option<(String, f32)>>> =
+            boxes.iter().map(|b| vec![None; b.len()]).collect();
+        let mut reuse: Vec<Vec<Option<(usize, usize)>>> =
+            boxes.iter().map(|b| vec![None; b.len()]).collect();
+        for a in 1..analyzed.len() {
+            let (prev, cur) = (analyzed[a - 1], analyzed[a]);
+            for (k, b) in boxes[a].iter().enumerate() {
+                let same = boxes[a - 1].iter().position(|l| {
                     same_place(&l.quad, &b.quad)
-                        && region_diff(&last_frame, data, w, h, &l.quad, &b.quad) < params.line_diff
+                        && region_diff(imgs[prev].data, imgs[cur].data, w, h, &l.quad, &b.quad)
+                            < params.line_diff
                 });
-                if let Some(l) = same {
-                    texts[i] = Some((l.text.clone(), l.confidence));
+                if let Some(j) = same {
+                    reuse[a][k] = Some((a - 1, j));
                     stats.lines_reused += 1;
                 }
             }
-            let todo: Vec<usize> = (0..boxes.len()).filter(|&i| texts[i].is_none()).collect();
-            if !todo.is_empty() {
-                let mut crops: Vec<RgbImage> = todo
-                    .iter()
-                    .map(|&i| rec::crop_line(frame, &boxes[i].quad))
-                    .collect();
-                if params.use_cls {
-                    rec::classify(&self.cls, &mut crops, params.rec_batch)?;
-                }
-                let read = rec::recognize(&self.rec, &self.alphabet, &crops, params.rec_batch)?;
-                stats.lines_recognized += read.len();
-                for (&i, r) in todo.iter().zip(read) {
-                    texts[i] = Some(r);
+        }
+        let jobs: Vec<(usize, usize)> = (0..boxes.len())
+            .flat_map(|a| (0..boxes[a].len()).map(move |k| (a, k)))
+            .filter(|&(a, k)| reuse[a][k].is_none())
+            .collect();
+        let read = self.recognize_lines(&det_frames, &boxes, &jobs, params)?;
+        stats.lines_recognized = read.len();
+        for (&(a, k), r) in jobs.iter().zip(read) {
+            texts[a][k] = Some(r);
+        }
+        // Reused lines take their text from the chain of earlier frames.
+        for a in 0..boxes.len() {
+            for k in 0..boxes[a].len() {
+                if let Some((pa, pk)) = reuse[a][k] {
+                    texts[a][k] = texts[pa][pk].clone();
                 }
             }
-            // Lines below the score stay in the reuse cache (with their text) so an unchanged
-            // low-confidence region is not recognized again and again.
-            last_lines = boxes
-                .iter()
-                .zip(texts)
-                .map(|(b, t)| {
-                    let (text, confidence) = t.unwrap_or_default();
-                    Line {
-                        text,
-                        confidence,
-                        quad: b.quad,
-                    }
-                })
-                .collect();
-            last_thumb = Some(thumb);
-            last_frame.clear();
-            last_frame.extend_from_slice(data);
-            per_frame.push(last_lines.clone());
         }
-        for lines in &mut per_frame {
-            lines.retain(|l| !l.text.trim().is_empty() && l.confidence >= params.text_score);
-        }
+        let lines: Vec<Vec<Line>> = boxes
+            .iter()
+            .zip(texts)
+            .map(|(b, t)| {
+                b.iter()
+                    .zip(t)
+                    .map(|(b, t)| {
+                        let (text, confidence) = t.unwrap_or_default();
+                        Line {
+                            text,
+                            confidence,
+                            quad: b.quad,
+                        }
+                    })
+                    .filter(|l| !l.text.trim().is_empty() && l.confidence >= params.text_score)
+                    .collect()
+            })
+            .collect();
+        let pos: std::collections::HashMap<usize, usize> =
+            analyzed.iter().enumerate().map(|(a, &i)| (i, a)).collect();
+        let per_frame: Vec<Vec<Line>> = source.iter().map(|s| lines[pos[s]].clone()).collect();
         let texts = track(&per_frame, &frames.times, params.max_gap_frames);
         Ok(OcrResult {
             texts,

@@ -3,14 +3,18 @@
 use super::geometry::{Pt, dist};
 use crate::error::ModelError;
 use crate::imgproc::{self, ChannelOrder, Rgb, RgbImage};
-use crate::runtime::{Input, LoadedModel};
+use crate::runtime::LoadedModel;
 
 /// Recognition input height and the minimum padded width (rapidocr `rec_img_shape`).
 pub const REC_H: usize = 48;
 pub const REC_MIN_W: usize = 320;
 /// Classifier input (rapidocr's PP-OCRv4 cls shape).
-const CLS_H: usize = 48;
-const CLS_W: usize = 192;
+pub const CLS_H: usize = 48;
+pub const CLS_W: usize = 192;
+/// Recognizer input widths: a batch of lines is padded to the first width that holds its
+/// widest line (rapidocr pads to the widest line itself, a new shape for nearly every batch).
+/// Lines wider than the last are squeezed into it: 50 characters at 48 px height still read.
+pub const WIDTHS: [usize; 6] = [320, 480, 640, 960, 1280, 1920];
 /// A line is flipped only when the classifier is this sure it is upside down.
 const CLS_THRESH: f32 = 0.9;
 
@@ -44,6 +48,15 @@ fn pack(img: &RgbImage, target_h: usize, max_w: usize, out: &mut [f32]) {
     );
 }
 
+/// The recognizer width for lines up to `w` pixels wide at height 48.
+pub fn width_bucket(w: usize) -> usize {
+    WIDTHS
+        .iter()
+        .copied()
+        .find(|&b| b >= w)
+        .unwrap_or(WIDTHS[WIDTHS.len() - 1])
+}
+
 /// Indices of `imgs` sorted by aspect ratio, as rapidocr batches them: lines of similar
 /// width share a batch, so little of each batch is padding.
 fn by_ratio(imgs: &[RgbImage]) -> Vec<usize> {
@@ -59,16 +72,10 @@ pub fn classify(cls: &LoadedModel, imgs: &mut [RgbImage], batch: usize) -> Resul
     let plane = 3 * CLS_H * CLS_W;
     for chunk in order.chunks(batch.max(1)) {
         let mut input = vec![0f32; chunk.len() * plane];
-        for (slot, &i) in chunk.iter().enumerate() {
-            pack(
-                &imgs[i],
-                CLS_H,
-                CLS_W,
-                &mut input[slot * plane..(slot + 1) * plane],
-            );
-        }
-        let shape = [chunk.len() as i64, 3, CLS_H as i64, CLS_W as i64];
-        let out = cls.run(&[Input::F32(&shape, &input)])?;
+        crate::par::fill(&mut input, plane, |slot, buf| {
+            pack(&imgs[chunk[slot]], CLS_H, CLS_W, buf)
+        });
+        let out = cls.infer(&[3, CLS_H as i64, CLS_W as i64], chunk.len(), &input)?;
         let probs = &out[0].data;
         for (slot, &i) in chunk.iter().enumerate() {
             let (p0, p180) = (probs[slot * 2], probs[slot * 2 + 1]);
@@ -107,26 +114,32 @@ pub fn recognize(
     imgs: &[RgbImage],
     batch: usize,
 ) -> Result<Vec<(String, f32)>, ModelError> {
-    let order = by_ratio(imgs);
+    // Each line goes to its own width bucket, so what it reads does not depend on which other
+    // lines share its batch (or whether it is batched at all).
+    let bucket = |i: usize| {
+        let ratio = (imgs[i].width as f32 / imgs[i].height.max(1) as f32)
+            .max(REC_MIN_W as f32 / REC_H as f32);
+        width_bucket((REC_H as f32 * ratio).ceil() as usize)
+    };
+    let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+    for i in by_ratio(imgs) {
+        let w = bucket(i);
+        match groups.iter_mut().find(|(gw, _)| *gw == w) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((w, vec![i])),
+        }
+    }
     let mut results = vec![(String::new(), 0.0); imgs.len()];
-    for chunk in order.chunks(batch.max(1)) {
-        let max_ratio = chunk
-            .iter()
-            .map(|&i| imgs[i].width as f32 / imgs[i].height.max(1) as f32)
-            .fold(REC_MIN_W as f32 / REC_H as f32, f32::max);
-        let width = (REC_H as f32 * max_ratio) as usize;
+    let chunks = groups
+        .iter()
+        .flat_map(|(w, idx)| idx.chunks(batch.max(1)).map(move |c| (*w, c)));
+    for (width, chunk) in chunks {
         let plane = 3 * REC_H * width;
         let mut input = vec![0f32; chunk.len() * plane];
-        for (slot, &i) in chunk.iter().enumerate() {
-            pack(
-                &imgs[i],
-                REC_H,
-                width,
-                &mut input[slot * plane..(slot + 1) * plane],
-            );
-        }
-        let shape = [chunk.len() as i64, 3, REC_H as i64, width as i64];
-        let out = rec.run(&[Input::F32(&shape, &input)])?;
+        crate::par::fill(&mut input, plane, |slot, buf| {
+            pack(&imgs[chunk[slot]], REC_H, width, buf)
+        });
+        let out = rec.infer(&[3, REC_H as i64, width as i64], chunk.len(), &input)?;
         let (oshape, probs) = (&out[0].shape, &out[0].data);
         if oshape.len() != 3
             || oshape[2] as usize != alphabet.len() - 1 && oshape[2] as usize != alphabet.len()
