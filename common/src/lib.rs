@@ -3,6 +3,7 @@
 //! Layout:
 //! - `config`: `config/fleet.toml` + environment → a validated [`FleetConfig`]; every problem reported at once.
 //! - `message`: the versioned wire and storage types (the only place that derives them).
+//! - `api`: the bodies of the dispatcher's HTTP API (the types behind `/openapi.json`).
 //! - `auth`: bearer tokens, compared in constant time.
 //! - `ids`: the one id grammar (job ids, idempotency keys, client names).
 //! - `text`: untrusted text bounded for headers and answers, escaped for logs.
@@ -14,6 +15,7 @@
 //! - `metrics`: Prometheus registry shared by a process.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod codec;

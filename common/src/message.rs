@@ -11,19 +11,21 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u16 = 1;
 
 /// What a pipeline submits (AMQP `fleet.jobs` or `POST /v1/jobs`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
     /// Schema version; absent means 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub v: Option<u16>,
     /// A local path (as the workers see it) or an http(s) URL.
+    #[schema(min_length = 1, max_length = 4096)]
     pub video: String,
     /// Subset of analyzers to run; absent = every enabled analyzer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analyzers: Option<Vec<String>>,
     /// Submitting the same key again returns the first job instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
     pub idempotency_key: Option<String>,
     /// Passed through untouched into the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +55,7 @@ pub struct OutcomeNotice {
     pub status: OutcomeStatus,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OutcomeStatus {
     Ok,
@@ -72,7 +74,7 @@ impl OutcomeStatus {
 }
 
 /// An analyzer's final outcome: the JSON value of field `<analyzer>` in `{prefix}:job:{id}:results`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     pub status: OutcomeStatus,
     #[serde(default)]
@@ -94,7 +96,7 @@ pub struct Outcome {
 }
 
 /// Job states, stored in the job hash's `status` field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Queued,
@@ -141,7 +143,7 @@ pub struct PlannedTask {
 
 /// Published on `{prefix}.events` (routing key `job.completed` / `job.cancelled`), as JSON
 /// for the Python pipelines. At-least-once: a consumer may see one job's event twice.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
     pub v: u16,
     pub event: String,

@@ -36,6 +36,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GpuLabels {
     pub gpu: String,
 }
@@ -63,6 +68,9 @@ pub struct Metrics {
     pub gpu_utilization_percent: Family<GpuLabels, Gauge>,
     pub gpu_temperature_celsius: Family<GpuLabels, Gauge>,
     pub gpu_paused: Family<GpuLabels, Gauge>,
+    /// Sampled by the dispatcher from the broker when `/metrics` is scraped.
+    pub queue_ready: Family<QueueLabels, Gauge>,
+    pub queue_consumers: Family<QueueLabels, Gauge>,
 }
 
 impl Metrics {
@@ -84,6 +92,8 @@ impl Metrics {
             gpu_utilization_percent: Family::default(),
             gpu_temperature_celsius: Family::default(),
             gpu_paused: Family::default(),
+            queue_ready: Family::default(),
+            queue_consumers: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,6 +171,16 @@ impl Metrics {
             "1 while the memory guard stops new work",
             m.gpu_paused.clone(),
         );
+        registry.register(
+            "queue_messages_ready",
+            "Messages waiting in a fleet queue (sampled by the dispatcher)",
+            m.queue_ready.clone(),
+        );
+        registry.register(
+            "queue_consumers",
+            "Consumers on a fleet queue (sampled by the dispatcher)",
+            m.queue_consumers.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -176,6 +196,12 @@ pub fn task_labels(analyzer: &str, stage: &str) -> TaskLabels {
     TaskLabels {
         analyzer: analyzer.into(),
         stage: stage.into(),
+    }
+}
+
+pub fn queue_labels(queue: &str) -> QueueLabels {
+    QueueLabels {
+        queue: queue.into(),
     }
 }
 

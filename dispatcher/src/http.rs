@@ -1,10 +1,12 @@
 //! The dispatcher's HTTP API: submit jobs, read status and results, cancel; health and metrics.
 //!
-//! When a token is configured every route but the probes (`/healthz`, `/readyz`) requires
-//! `Authorization: Bearer <token>`: the operator's `FLEET_API_TOKEN` opens everything, a
-//! client's token from `FLEET_CLIENT_TOKENS` opens that client's own jobs (another client's
-//! job answers 404, as an unknown one does) and not `/metrics`. Tokens are compared by their
-//! SHA-256 digests in constant time. Ids in paths follow `common::ids`.
+//! When a token is configured every route but the probes (`/healthz`, `/readyz`) and the
+//! contract (`/openapi.json`) requires `Authorization: Bearer <token>`: the operator's
+//! `FLEET_API_TOKEN` opens everything, a client's token from `FLEET_CLIENT_TOKENS` opens that
+//! client's own jobs (another client's job answers 404, as an unknown one does) and not
+//! `/metrics`. Tokens are compared by their SHA-256 digests in constant time. Ids in paths
+//! follow `common::ids`. Every handler is
+//! registered through `utoipa-axum`'s `routes!`, so it is in `/openapi.json` by construction.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,38 +16,73 @@ use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use common::auth::{bearer, token_matches};
+use common::api::{
+    ApiError, CancelAnswer, JobList, JobResult, JobView, ListQuery, Progress, Readiness,
+    StageProgress, SubmitAnswer,
+};
+use common::auth::{bearer, bytes_match, token_matches};
 use common::codec;
 use common::ids::check_id;
-use common::message::{Outcome, OutcomeStatus};
+use common::message::{JobRequest, Outcome, OutcomeStatus};
 use common::store::JobMeta;
 use common::telemetry::TraceContext;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::core::{Caller, Core, SubmitError};
 use crate::intake::MAX_REQUEST_BYTES;
+use crate::{openapi, ui};
 
 pub fn router(core: Arc<Core>) -> Router {
-    let api = Router::new()
-        .route("/v1/jobs", post(submit).get(list))
-        .route("/v1/jobs/{id}", get(status))
-        .route("/v1/jobs/{id}/result", get(result))
-        .route("/v1/jobs/{id}/cancel", post(cancel))
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(core.clone(), auth))
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES));
+    let (api, _) = api_routes().split_for_parts();
+    let (open, _) = public_routes().split_for_parts();
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
-        .merge(api)
+        .merge(open)
+        .merge(
+            api.route_layer(middleware::from_fn_with_state(core.clone(), auth))
+                .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
+        .merge(ui::router(core.clone()))
         .with_state(core)
 }
 
-fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": msg.into() }))).into_response()
+/// The routes behind the bearer token.
+pub(crate) fn api_routes() -> OpenApiRouter<Arc<Core>> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(status))
+        .routes(routes!(result))
+        .routes(routes!(cancel))
+        .routes(routes!(metrics))
+}
+
+/// The probes and the contract: open to anyone who reaches the port.
+pub(crate) fn public_routes() -> OpenApiRouter<Arc<Core>> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(ready))
+        .routes(routes!(openapi_json))
+}
+
+pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (status, Json(ApiError { error: msg.into() })).into_response()
+}
+
+/// Whether `headers` carry `Authorization: Bearer <the token>` (always, without a token).
+pub(crate) fn bearer_ok(core: &Core, headers: &HeaderMap) -> bool {
+    let Some(token) = &core.config.connections.api_token else {
+        // Open only when no token at all is configured: with client tokens alone, what is
+        // the operator's (the web view of every job) stays closed.
+        return core.config.connections.client_tokens.is_empty();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    given
+        .strip_prefix("Bearer ")
+        .is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
 }
 
 /// Who the request's bearer token names; `None`: no valid token where one is needed.
@@ -86,6 +123,12 @@ async fn auth(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Re
     next.run(req).await
 }
 
+/// Equal bytes, compared through their SHA-256 digests in constant time (the length does not
+/// show either).
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    bytes_match(a, b)
+}
+
 /// 400 for an id that breaks the grammar (it could not name a job).
 fn bad_id(id: &str) -> Option<Response> {
     check_id("job id", id)
@@ -93,9 +136,19 @@ fn bad_id(id: &str) -> Option<Response> {
         .map(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
-/// Readiness for orchestrators without a token: the status code and `ready`; what is
-/// missing only for the operator (or on an API without tokens).
-async fn ready(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "alive", body = String, content_type = "text/plain")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: Redis and RabbitMQ reachable.
+#[utoipa::path(get, path = "/readyz", tag = "probes", responses(
+    (status = 200, description = "both reachable", body = Readiness),
+    (status = 503, description = "one is not", body = Readiness),
+))]
+async fn ready(State(core): State<Arc<Core>>) -> Response {
     let redis = core.store.ping().await.is_ok();
     let amqp = core.broker.is_connected().await;
     let code = if redis && amqp {
@@ -103,19 +156,31 @@ async fn ready(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = match caller_of(&core, &headers) {
-        Some(c) if c.client.is_none() => {
-            json!({ "ready": redis && amqp, "redis": redis, "amqp": amqp })
-        }
-        _ => json!({ "ready": redis && amqp }),
-    };
-    (code, Json(body)).into_response()
+    (code, Json(Readiness { redis, amqp })).into_response()
 }
 
+/// This document: the OpenAPI 3.1 contract of every route, generated from the code.
+#[utoipa::path(get, path = "/openapi.json", tag = "probes",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        openapi::json(),
+    )
+        .into_response()
+}
+
+/// Prometheus metrics of this dispatcher, with the fleet's queue depths sampled now.
+#[utoipa::path(get, path = "/metrics", tag = "probes", security(("bearer" = [])), responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+    (status = 401, description = "missing or wrong bearer token", body = ApiError),
+    (status = 403, description = "a client's token: /metrics is the operator's", body = ApiError),
+))]
 async fn metrics(State(core): State<Arc<Core>>, Extension(caller): Extension<Caller>) -> Response {
     if caller.client.is_some() {
         return error(StatusCode::FORBIDDEN, "/metrics needs the operator's token");
     }
+    crate::queues::depths(&core).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         core.metrics.encode(),
@@ -123,6 +188,31 @@ async fn metrics(State(core): State<Arc<Core>>, Extension(caller): Extension<Cal
         .into_response()
 }
 
+/// Submit a video. The body is a job request as JSON or MessagePack (by `Content-Type`); a
+/// W3C `traceparent` header makes the job's trace continue the caller's.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", security(("bearer" = [])),
+    request_body(content(
+        (JobRequest = "application/json"),
+        (JobRequest = "application/msgpack"),
+    )),
+    params(
+        ("traceparent" = Option<String>, Header, description = "W3C trace context of the caller"),
+    ),
+    responses(
+        (status = 202, description = "accepted (or the existing job of an idempotency key)", body = SubmitAnswer,
+            links(
+                ("status" = (operation_id = "status", parameters(("id" = "$response.body#/job_id")))),
+                ("result" = (operation_id = "result", parameters(("id" = "$response.body#/job_id")))),
+                ("cancel" = (operation_id = "cancel", parameters(("id" = "$response.body#/job_id")))),
+                ("timeline" = (operation_id = "timeline", parameters(("id" = "$response.body#/job_id")))),
+            )),
+        (status = 400, description = "malformed body or unsupported content type", body = ApiError),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 413, description = "body over 256 KiB", body = String, content_type = "text/plain"),
+        (status = 422, description = "a request that can never succeed (unknown analyzer, bad video)", body = ApiError),
+        (status = 503, description = "Redis or RabbitMQ unavailable: try again", body = ApiError),
+    ),
+)]
 async fn submit(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
@@ -154,7 +244,10 @@ async fn submit(
     match core.submit(req, None, &caller, trace).await {
         Ok(s) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "job_id": s.job_id, "created": s.created })),
+            Json(SubmitAnswer {
+                job_id: s.job_id,
+                created: s.created,
+            }),
         )
             .into_response(),
         Err(SubmitError::Invalid(reason)) => error(
@@ -165,23 +258,48 @@ async fn submit(
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
-    limit: Option<usize>,
-}
-
+/// The most recent jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", security(("bearer" = [])), params(ListQuery),
+    responses(
+        (status = 200, description = "recent jobs", body = JobList),
+        (status = 400, description = "bad query", body = String, content_type = "text/plain"),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 503, description = "Redis unavailable", body = ApiError),
+    ),
+)]
 async fn list(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    let limit = q.limit.unwrap_or(20).min(500);
+    let limit = q.limit.unwrap_or(DEFAULT_LIST).min(MAX_LIST);
+    match recent_for(&core, &caller, limit).await {
+        Ok(jobs) => Json(JobList { jobs }).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+pub(crate) const DEFAULT_LIST: usize = 20;
+pub(crate) const MAX_LIST: usize = 500;
+
+/// The `limit` most recent jobs that still exist (the operator's view).
+pub(crate) async fn recent(core: &Core, limit: usize) -> Result<Vec<JobView>, String> {
+    recent_for(core, &Caller::operator(), limit).await
+}
+
+/// The `limit` most recent jobs `caller` may see.
+async fn recent_for(core: &Core, caller: &Caller, limit: usize) -> Result<Vec<JobView>, String> {
     // A client's jobs are among everybody's recent ones: look further back for them.
-    let scan = if caller.client.is_some() { 500 } else { limit };
-    let ids = match core.store.recent_jobs(scan).await {
-        Ok(ids) => ids,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    let scan = if caller.client.is_some() {
+        MAX_LIST
+    } else {
+        limit
     };
+    let ids = core
+        .store
+        .recent_jobs(scan)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut jobs = Vec::new();
     for id in ids {
         if jobs.len() >= limit {
@@ -194,12 +312,20 @@ async fn list(
             jobs.push(status_body(&meta, &outcomes));
         }
     }
-    Json(json!({ "jobs": jobs })).into_response()
+    Ok(jobs)
+}
+
+/// A job and its outcomes (the operator's view).
+pub(crate) async fn load(
+    core: &Core,
+    id: &str,
+) -> Result<(JobMeta, BTreeMap<String, Outcome>), Response> {
+    load_for(core, &Caller::operator(), id).await
 }
 
 /// The job and its outcomes, when `caller` may see it; 404 for an unknown job and for
-/// another client's alike.
-async fn load(
+/// another client's alike, 400 for an id outside the grammar.
+async fn load_for(
     core: &Core,
     caller: &Caller,
     id: &str,
@@ -225,80 +351,111 @@ async fn load(
 }
 
 /// Status with progress, also per stage: what `fleet submit --wait` draws.
-pub fn status_body(meta: &JobMeta, outcomes: &BTreeMap<String, Outcome>) -> Value {
+pub fn status_body(meta: &JobMeta, outcomes: &BTreeMap<String, Outcome>) -> JobView {
     let count = |s: OutcomeStatus| outcomes.values().filter(|o| o.status == s).count();
-    let mut stages: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut stages: BTreeMap<String, StageProgress> = BTreeMap::new();
     for t in &meta.plan {
-        let e = stages.entry(t.stage.as_str()).or_default();
-        e.1 += 1;
+        let e = stages.entry(t.stage.clone()).or_default();
+        e.total += 1;
         if outcomes.contains_key(&t.analyzer) {
-            e.0 += 1;
+            e.done += 1;
         }
     }
-    let stages: BTreeMap<&str, Value> = stages
-        .into_iter()
-        .map(|(s, (done, total))| (s, json!({ "done": done, "total": total })))
-        .collect();
-    json!({
-        "job_id": meta.id,
-        "status": meta.status.as_str(),
-        "video": meta.video,
-        "created_at_ms": meta.created_at_ms,
-        "completed_at_ms": meta.completed_at_ms,
-        "progress": {
-            "done": outcomes.len(),
-            "total": meta.total,
-            "ok": count(OutcomeStatus::Ok),
-            "failed": count(OutcomeStatus::Failed),
-            "skipped": count(OutcomeStatus::Skipped),
+    JobView {
+        job_id: meta.id.clone(),
+        status: meta.status,
+        video: meta.video.clone(),
+        created_at_ms: meta.created_at_ms,
+        completed_at_ms: meta.completed_at_ms,
+        progress: Progress {
+            done: outcomes.len(),
+            total: meta.total,
+            ok: count(OutcomeStatus::Ok),
+            failed: count(OutcomeStatus::Failed),
+            skipped: count(OutcomeStatus::Skipped),
         },
-        "stages": stages,
-    })
+        stages,
+    }
 }
 
+/// A job's status and progress.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "job id")),
+    responses(
+        (status = 200, description = "status and progress", body = JobView),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
+        (status = 404, description = "unknown or expired job, or another client's", body = ApiError),
+        (status = 503, description = "Redis unavailable", body = ApiError),
+    ),
+)]
 async fn status(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    match load(&core, &caller, &id).await {
+    match load_for(&core, &caller, &id).await {
         Ok((meta, outcomes)) => Json(status_body(&meta, &outcomes)).into_response(),
         Err(r) => r,
     }
 }
 
+/// A job's outcomes so far (all of them once `status` is `completed`).
+#[utoipa::path(get, path = "/v1/jobs/{id}/result", tag = "jobs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "job id")),
+    responses(
+        (status = 200, description = "status, outcomes, failures, metadata", body = JobResult),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
+        (status = 404, description = "unknown or expired job, or another client's", body = ApiError),
+        (status = 503, description = "Redis unavailable", body = ApiError),
+    ),
+)]
 async fn result(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    let (meta, outcomes) = match load(&core, &caller, &id).await {
+    let (meta, outcomes) = match load_for(&core, &caller, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let mut body = status_body(&meta, &outcomes);
-    let failed: BTreeMap<&String, &Option<String>> = outcomes
+    let failed = outcomes
         .iter()
         .filter(|(_, o)| o.status == OutcomeStatus::Failed)
-        .map(|(k, o)| (k, &o.error))
+        .map(|(k, o)| (k.clone(), o.error.clone()))
         .collect();
-    body["metadata"] = meta.metadata.clone();
-    body["request"] = meta.request.clone();
-    body["failed"] = json!(failed);
-    body["analyzers"] = json!(outcomes);
-    Json(body).into_response()
+    Json(JobResult {
+        job: status_body(&meta, &outcomes),
+        failed,
+        metadata: meta.metadata.clone(),
+        request: meta.request.clone(),
+        analyzers: outcomes,
+    })
+    .into_response()
 }
 
+/// Cancel a job: its queued tasks are dropped and it ends `cancelled`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "job id")),
+    responses(
+        (status = 200, description = "the job's status now", body = CancelAnswer),
+        (status = 401, description = "missing or wrong bearer token", body = ApiError),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
+        (status = 404, description = "unknown or expired job, or another client's", body = ApiError),
+        (status = 503, description = "Redis or RabbitMQ unavailable", body = ApiError),
+    ),
+)]
 async fn cancel(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = load(&core, &caller, &id).await {
+    if let Err(r) = load_for(&core, &caller, &id).await {
         return r;
     }
     match core.cancel(&id).await {
-        Ok(Some(s)) => Json(json!({ "job_id": id, "status": s.as_str() })).into_response(),
+        Ok(Some(status)) => Json(CancelAnswer { job_id: id, status }).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             format!("no job {id:?} (unknown or expired)"),

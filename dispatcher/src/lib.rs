@@ -4,11 +4,17 @@
 //! - `core`: the decisions (submit, advance, cancel, dead tasks); idempotent, driven from Redis.
 //! - `intake`: the AMQP consumers (`{p}.jobs`, `{p}.outcomes`, `{p}.dead`).
 //! - `http`: the HTTP API and health/metrics endpoints.
+//! - `openapi`: the OpenAPI 3.1 document of every route, generated from the handlers and types.
+//! - `ui`: the web view at `/ui` (embedded HTML/JS/CSS) and its JSON routes.
+//! - `queues`: queue depths and consumers as the broker reports them (metrics, web view).
 #![forbid(unsafe_code)]
 
 pub mod core;
 pub mod http;
 pub mod intake;
+pub mod openapi;
+pub mod queues;
+pub mod ui;
 
 use std::sync::Arc;
 

@@ -66,7 +66,7 @@ pub struct Run {
     #[arg(long, default_value_t = 12)]
     pub cpu_frames: usize,
     /// Steady-state repetitions per micro-benchmark on the GPU.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     pub reps: usize,
     /// Only the sections whose names contain one of these (micro, search, ocr, faces,
     /// yolo, segformer, fp16).

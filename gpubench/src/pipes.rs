@@ -141,17 +141,17 @@ fn to_json(rows: &[Measured]) -> Value {
     )
 }
 
-fn gpu_configs(env: &Env) -> Vec<Config> {
-    if env.gpu {
-        vec![
-            Config::cuda(),
-            Config::cuda_fp32(),
-            Config::cuda_batch1(),
-            Config::cuda_pageable(),
-        ]
-    } else {
-        Vec::new()
+/// The GPU configurations a pipeline is measured in; `transfers` adds pageable transfers
+/// (for the pipelines that move the most bytes).
+fn gpu_configs(env: &Env, transfers: bool) -> Vec<Config> {
+    if !env.gpu {
+        return Vec::new();
     }
+    let mut c = vec![Config::cuda(), Config::cuda_fp32(), Config::cuda_batch1()];
+    if transfers {
+        c.push(Config::cuda_pageable());
+    }
+    c
 }
 
 fn texts(lines: &[Vec<models::ocr::Line>]) -> Vec<BTreeSet<String>> {
@@ -175,7 +175,7 @@ pub fn ocr(env: &Env, run: &Run, sets: &Sets, python: Option<&Value>) -> anyhow:
     let mut rows = Vec::new();
     let mut results: Vec<(String, Vec<BTreeSet<String>>)> = Vec::new();
     let mut default_rows = Vec::new();
-    for cfg in gpu_configs(env) {
+    for cfg in gpu_configs(env, true) {
         let reg = env.registry(&cfg);
         let (m, ocr) = measure(
             cfg.label,
@@ -321,7 +321,7 @@ pub fn faces(env: &Env, run: &Run, sets: &Sets) -> anyhow::Result<Section> {
             .collect::<Result<Vec<_>, _>>()?;
             Ok((ag, sessions))
         };
-    let mut configs = gpu_configs(env);
+    let mut configs = gpu_configs(env, false);
     configs.push(Config::cpu());
     for cfg in configs {
         let f = if cfg.gpu {
@@ -384,9 +384,9 @@ pub fn faces(env: &Env, run: &Run, sets: &Sets) -> anyhow::Result<Section> {
     })
 }
 
-/// A threshold that leaves about 100 candidates a frame: random weights score every anchor
-/// near 0.5, which would make NMS, not the model, the cost; a trained model's candidates on a
-/// busy scene are in the hundreds. The Python side calibrates the same way.
+/// A threshold that leaves about 100 candidates a frame, as a trained model on a busy scene
+/// would (NMS over every anchor would make NMS, not the model, the cost). The Python side
+/// calibrates the same way.
 fn calibrate(yolo: &Yolo, frames: &Frames) -> anyhow::Result<f32> {
     let one = head(frames, 1);
     let probe = YoloParams {
@@ -397,7 +397,17 @@ fn calibrate(yolo: &Yolo, frames: &Frames) -> anyhow::Result<f32> {
     let scores = yolo.raw_scores(&one, &probe)?;
     let mut s = scores;
     s.sort_by(|a, b| b.total_cmp(a));
-    Ok(s.get(100).copied().unwrap_or(0.25))
+    let (top, at100) = (
+        s.first().copied().unwrap_or(0.0),
+        s.get(100).copied().unwrap_or(0.0),
+    );
+    // Untrained heads can score every anchor alike (the class bias alone): then no threshold
+    // leaves ~100, and both sides run above the top score (NMS sees nothing).
+    Ok(if at100 >= top * 0.999 {
+        top * 1.01
+    } else {
+        at100
+    })
 }
 
 fn detection_agreement(a: &[Vec<Detection>], b: &[Vec<Detection>]) -> (usize, usize) {
@@ -427,7 +437,7 @@ pub fn yolo(
     let mut rows = Vec::new();
     let mut dets: Vec<(String, Vec<Vec<Detection>>)> = Vec::new();
     let mut conf = 0.25;
-    let mut configs = gpu_configs(env);
+    let mut configs = gpu_configs(env, true);
     configs.push(Config::cpu());
     for cfg in configs {
         let reg = env.registry(&cfg);
@@ -437,7 +447,9 @@ pub fn yolo(
             head(frames, run.cpu_frames)
         };
         let base = YoloParams::default();
+        let t = Instant::now();
         let yolo = Yolo::load(&reg, &m.file, &base)?;
+        let load_ms = ms(t.elapsed());
         if rows.is_empty() {
             conf = python
                 .and_then(|p| p.get(&m.name))
@@ -449,7 +461,7 @@ pub fn yolo(
         let p = YoloParams { conf, ..base };
         let reps = if cfg.gpu { REPS } else { 1 };
         let session = reg.get(&m.file).ok();
-        let (meas, yolo) = measure(
+        let (mut meas, yolo) = measure(
             cfg.label,
             f.len(),
             reps,
@@ -459,6 +471,7 @@ pub fn yolo(
                 Ok(())
             },
         )?;
+        meas.load_ms = load_ms;
         let imgs: Vec<models::imgproc::Rgb<'_>> = f
             .iter()
             .take(run.cpu_frames)
@@ -480,7 +493,7 @@ pub fn yolo(
     let mut body = format!(
         "`Yolo::analyze` (letterbox to 640x640, inference, decoding, per-class NMS) over every \
          frame of the 30 s, 30 fps clip: {} frames of {}x{}; random weights, score threshold \
-         {conf:.4} (about 100 candidates a frame, see the text). The CPU EP runs the first {} \
+         {conf:.6} (NMS sees about 100 candidates a frame, or none where the untrained head scores every anchor alike). The CPU EP runs the first {} \
          frames.\n\n{}{agreement}",
         frames.len(),
         frames.width,
@@ -511,7 +524,7 @@ pub fn segformer(
     let frames = sets.get("dense")?;
     let mut rows = Vec::new();
     let mut shares: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
-    let mut configs = gpu_configs(env);
+    let mut configs = gpu_configs(env, false);
     configs.push(Config::cpu());
     for cfg in configs {
         let reg = env.registry(&cfg);
@@ -521,10 +534,12 @@ pub fn segformer(
             head(frames, run.cpu_frames)
         };
         let p = SegParams::default();
+        let t = Instant::now();
         let seg = SegFormer::load(&reg, &m.file, &p)?;
+        let load_ms = ms(t.elapsed());
         let session = reg.get(&m.file).ok();
         let reps = if cfg.gpu { REPS } else { 1 };
-        let (meas, seg) = measure(
+        let (mut meas, seg) = measure(
             cfg.label,
             f.len(),
             reps,
@@ -534,6 +549,7 @@ pub fn segformer(
                 Ok(())
             },
         )?;
+        meas.load_ms = load_ms;
         let imgs: Vec<models::imgproc::Rgb<'_>> = f
             .iter()
             .take(run.cpu_frames)

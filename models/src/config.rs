@@ -195,27 +195,35 @@ impl ModelsConfig {
     /// A model the setup script fetched, by its manifest id (e.g. `ppocr.det`).
     pub fn fetched_model(&self, id: &str) -> Result<ModelFile, ModelError> {
         let manifest = Manifest::load(&self.manifest_path)?;
-        let entry =
-            manifest
-                .model
-                .iter()
-                .find(|m| m.id == id)
-                .ok_or_else(|| ModelError::ModelMissing {
-                    path: self.manifest_path.clone(),
-                    fix: format!("the manifest has no model {id:?}; restore config/models.toml"),
-                })?;
+        if let Some(entry) = manifest.model.iter().find(|m| m.id == id) {
+            return Ok(ModelFile {
+                path: self.models_dir().join(&entry.file),
+                sha256: entry.sha256.clone(),
+                fix: SETUP_FIX.to_string(),
+                fp16: entry.fp16_file.as_ref().map(|f| {
+                    Box::new(ModelFile {
+                        path: self.models_dir().join(f),
+                        sha256: entry.fp16_sha256.clone().unwrap_or_default(),
+                        fix: SETUP_FIX.to_string(),
+                        fp16: None,
+                    })
+                }),
+            });
+        }
+        // Built offline by the setup from fetched files (e.g. Whisper's ONNX graphs).
+        let entry = manifest
+            .converted
+            .iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| ModelError::ModelMissing {
+                path: self.manifest_path.clone(),
+                fix: format!("the manifest has no model {id:?}; restore config/models.toml"),
+            })?;
         Ok(ModelFile {
             path: self.models_dir().join(&entry.file),
             sha256: entry.sha256.clone(),
             fix: SETUP_FIX.to_string(),
-            fp16: entry.fp16_file.as_ref().map(|f| {
-                Box::new(ModelFile {
-                    path: self.models_dir().join(f),
-                    sha256: entry.fp16_sha256.clone().unwrap_or_default(),
-                    fix: SETUP_FIX.to_string(),
-                    fp16: None,
-                })
-            }),
+            fp16: None,
         })
     }
 }
@@ -340,6 +348,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 pub struct Manifest {
     pub runtime: ManifestEntry,
     pub model: Vec<ManifestEntry>,
+    /// Files the setup builds offline from fetched ones (e.g. Whisper's ONNX graphs).
+    #[serde(default)]
+    pub converted: Vec<ConvertedEntry>,
+}
+
+/// A file `script` makes from the fetched models `from`; deterministic, so its sha256 is pinned.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConvertedEntry {
+    pub id: String,
+    pub from: Vec<String>,
+    pub script: String,
+    pub file: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,7 @@
 //! - `vad`, `speech`: Silero voice activity; `speech_rate` and `speech_flow` built on it.
 //! - `faces`, `age`: MTCNN faces; `age_estimation` per face track and `eye_tracking`.
 //! - `yolo`, `segformer`, `emotion`: the operator's YOLOv8, SegFormer and audio-classifier files.
+//! - `whisper`: in-process `speech_transcription` (Whisper tiny.en, English only).
 //! - `server`: OpenAI-compatible model servers (chat with frames, audio transcription).
 //! - `params`, `error`: typed analyzer params; errors that name the file and the fix.
 //!
@@ -36,6 +37,7 @@ pub mod server;
 pub mod shapes;
 pub mod speech;
 pub mod vad;
+pub mod whisper;
 pub mod yolo;
 
 pub use config::{ModelFile, ModelsConfig, ProviderPreference};

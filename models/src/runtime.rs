@@ -738,6 +738,18 @@ fn build(
 ) -> Result<Session, String> {
     let s = |e: ort::Error| e.to_string();
     let mut builder = Session::builder(env).map_err(s)?;
+    // A GPU session's CPU threads only run the odd shape op between device kernels: two are
+    // plenty, and spinning ones would take the cores the pipelines' pre-processing needs.
+    let threads = if provider.is_gpu() && spec.intra_threads.is_none() {
+        2
+    } else {
+        threads
+    };
+    if provider.is_gpu() {
+        builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(|e| e.to_string())?;
+    }
     if threads > 0 {
         builder = builder
             .with_intra_threads(threads)

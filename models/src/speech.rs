@@ -184,6 +184,35 @@ pub fn speech_flow(
     })
 }
 
+/// Hesitation words counted by `speech_flow` when a transcript exists (Whisper drops many of
+/// them, so the count is a lower bound).
+pub const FILLERS: &[&str] = &["um", "uh", "erm", "er", "hmm", "ah", "äh", "ähm", "öh"];
+
+/// What `speech_flow` adds from a transcript: words, words per minute of speech, words per
+/// run between pauses, and filler words.
+pub fn transcript_flow(text: &str, speech_s: f64, pause_count: usize) -> serde_json::Value {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .collect::<String>()
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let fillers = words
+        .iter()
+        .filter(|w| FILLERS.contains(&w.as_str()))
+        .count();
+    json!({
+        "words": words.len(),
+        "words_per_minute": if speech_s > 0.0 { round2(words.len() as f64 * 60.0 / speech_s) } else { 0.0 },
+        "words_per_run": round2(words.len() as f64 / (pause_count + 1) as f64),
+        "fillers": fillers,
+    })
+}
+
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }

@@ -61,6 +61,18 @@ def extract(archive: Path, member: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def to_fp16(src: Path, dest: Path) -> None:
+    """float16 weights and activations, float32 inputs and outputs (onnxconverter-common)."""
+    import onnx
+    from onnxconverter_common import float16
+
+    model = onnx.load(str(src))
+    half = float16.convert_float_to_float16(model, keep_io_types=True)
+    tmp = dest.with_suffix(".part")
+    onnx.save(half, str(tmp))
+    tmp.replace(dest)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2])
@@ -91,6 +103,29 @@ def main() -> int:
             dest.unlink()
             continue
         print(f"fetch {entry['id']:18} {dest.relative_to(root)}")
+
+    # FP16 variants for GPU providers, converted here from the checked FP32 files (float32
+    # inputs and outputs kept) and pinned by their own sha256 like everything else.
+    for entry in manifest["model"]:
+        if "fp16_file" not in entry:
+            continue
+        src = fleet / "models" / entry["file"]
+        dest = fleet / "models" / entry["fp16_file"]
+        if dest.exists() and sha256_of(dest) == entry.get("fp16_sha256"):
+            print(f"ok    {entry['id'] + '.fp16':18} {dest.relative_to(root)}")
+            continue
+        if not src.exists():
+            continue
+        to_fp16(src, dest)
+        got = sha256_of(dest)
+        if got != entry.get("fp16_sha256"):
+            failures.append(
+                f"{dest.relative_to(root)} (converted from {entry['file']}): sha256 {got}, "
+                f"config/models.toml expects {entry.get('fp16_sha256')}"
+            )
+            dest.unlink()
+            continue
+        print(f"fp16  {entry['id'] + '.fp16':18} {dest.relative_to(root)}")
 
     if failures:
         print("\nSHA256 MISMATCH - refusing to use these files:", file=sys.stderr)

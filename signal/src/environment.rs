@@ -66,6 +66,7 @@ pub(crate) struct WindowFeatures {
     pub level_db: f32,
     pub low_energy: f32,
     pub flatness: f32,
+    pub band_flatness: f32,
     pub pitch_stability: f32,
 }
 
@@ -83,6 +84,8 @@ pub(crate) fn window_features(
         .filter(|&i| db(spec.energy[i]) > silence_db)
         .collect();
     let flatness = loud.iter().map(|&i| spec.flatness[i]).sum::<f32>() / loud.len().max(1) as f32;
+    let band_flatness =
+        loud.iter().map(|&i| spec.band_flatness[i]).sum::<f32>() / loud.len().max(1) as f32;
     let steady = loud
         .windows(2)
         .filter(|w| w[1] == w[0] + 1 && spec.peak_bin[w[0]].abs_diff(spec.peak_bin[w[1]]) <= 1)
@@ -97,14 +100,23 @@ pub(crate) fn window_features(
         level_db: db(median),
         low_energy,
         flatness,
+        band_flatness,
         pitch_stability,
     }
 }
+
+/// Band flatness of steady noise (white, pink, brown read 0.5 and up; voiced speech and
+/// music well below).
+const BAND_NOISE: f32 = 0.55;
 
 pub(crate) fn classify(f: &WindowFeatures, silence_db: f32) -> SoundClass {
     if f.level_db < silence_db {
         SoundClass::Silence
     } else if f.flatness >= 0.25 && f.pitch_stability < 0.5 {
+        SoundClass::Noise
+    } else if f.band_flatness >= BAND_NOISE && f.low_energy < 0.25 {
+        // Coloured noise: flat within bands and without pauses. (Its tilted spectrum keeps the
+        // strongest bin in place, so pitch stability says nothing here.)
         SoundClass::Noise
     } else if f.pitch_stability >= 0.7 && f.low_energy < 0.3 {
         // Held notes without pauses.

@@ -25,7 +25,19 @@ pub struct FrameStats {
     pub hist: Vec<Histogram>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Block means of each luma plane ([`BLOCK`] x [`BLOCK`] pixels), row-major, and the
+    /// block grid's size: what [`moved_diff`](Self::moved_diff) compares.
+    pub blocks: Vec<Vec<f32>>,
+    pub blocks_w: usize,
+    pub blocks_h: usize,
 }
+
+/// Block size of [`FrameStats::blocks`]: at the 160 px analysis size a block is 1/40 of the
+/// width, coarse enough that fine texture and sub-pixel motion average out.
+pub const BLOCK: usize = 4;
+/// Largest global shift, in blocks each way, that [`FrameStats::moved_diff`] tries (12 px of
+/// 160 per frame: a whip pan).
+const MAX_SHIFT: isize = 3;
 
 impl FrameStats {
     pub fn new(frames: &Frames) -> Self {
@@ -38,6 +50,9 @@ impl FrameStats {
             hist: Vec::with_capacity(n),
             mean: Vec::with_capacity(n),
             std: Vec::with_capacity(n),
+            blocks: Vec::with_capacity(n),
+            blocks_w: (width / BLOCK).max(1),
+            blocks_h: (height / BLOCK).max(1),
         };
         for (_, rgb) in frames.iter() {
             let mut plane = Vec::with_capacity(width * height);
@@ -60,6 +75,13 @@ impl FrameStats {
             for (h, c) in hist.iter_mut().zip(counts) {
                 *h = c as f32 / total as f32;
             }
+            stats.blocks.push(block_means(
+                &plane,
+                width,
+                height,
+                stats.blocks_w,
+                stats.blocks_h,
+            ));
             stats.luma.push(plane);
             stats.hist.push(hist);
             stats.mean.push(mean as f32);
@@ -77,10 +99,62 @@ impl FrameStats {
         mean_abs_diff(&self.luma[a], &self.luma[b])
     }
 
+    /// Mean absolute difference (0..=255) of the two frames' block means after the global
+    /// shift (up to [`MAX_SHIFT`] blocks each way) that makes them most alike: near zero for
+    /// the same picture moved by a pan, tilt or shake, large for a different picture. The
+    /// overlap must cover at least half of the frame.
+    pub fn moved_diff(&self, a: usize, b: usize) -> f32 {
+        let (w, h) = (self.blocks_w as isize, self.blocks_h as isize);
+        let (pa, pb) = (&self.blocks[a], &self.blocks[b]);
+        let mut best = f32::MAX;
+        for dy in -MAX_SHIFT..=MAX_SHIFT {
+            for dx in -MAX_SHIFT..=MAX_SHIFT {
+                let (x0, x1) = (dx.max(0), (w + dx).min(w));
+                let (y0, y1) = (dy.max(0), (h + dy).min(h));
+                let cells = (x1 - x0).max(0) * (y1 - y0).max(0);
+                if cells * 2 < w * h {
+                    continue;
+                }
+                let mut sum = 0.0f32;
+                for y in y0..y1 {
+                    let ra = &pa[(y * w) as usize..((y + 1) * w) as usize];
+                    let rb = &pb[((y - dy) * w) as usize..((y - dy + 1) * w) as usize];
+                    for x in x0..x1 {
+                        sum += (ra[x as usize] - rb[(x - dx) as usize]).abs();
+                    }
+                }
+                best = best.min(sum / cells as f32);
+            }
+        }
+        if best == f32::MAX { 0.0 } else { best }
+    }
+
     /// Histogram distance of two frames: half the L1 distance, 0 (same) ..= 1 (disjoint).
     pub fn hist_dist(&self, a: usize, b: usize) -> f32 {
         hist_dist(&self.hist[a], &self.hist[b])
     }
+}
+
+fn block_means(plane: &[u8], width: usize, height: usize, bw: usize, bh: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; bw * bh];
+    if width == 0 || height == 0 {
+        return out;
+    }
+    let (sx, sy) = ((width / bw).max(1), (height / bh).max(1));
+    for by in 0..bh {
+        for bx in 0..bw {
+            let mut sum = 0u32;
+            for y in by * sy..((by + 1) * sy).min(height) {
+                let row = &plane[y * width..(y + 1) * width];
+                sum += row[bx * sx..((bx + 1) * sx).min(width)]
+                    .iter()
+                    .map(|&v| u32::from(v))
+                    .sum::<u32>();
+            }
+            out[by * bw + bx] = sum as f32 / (sx * sy) as f32;
+        }
+    }
+    out
 }
 
 pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {

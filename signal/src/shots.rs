@@ -32,6 +32,13 @@ const BLANK_MAX_STD: f32 = 12.0;
 /// per frame along a fade ramp.
 const FADE_STEP: f32 = 0.5;
 const FADE_MAX_S: f64 = 3.0;
+/// A fade ramp ends when the energy has not risen for this long.
+const FADE_PLATEAU_S: f64 = 0.2;
+/// How far the (smoothed) energy may dip along a ramp, luma levels.
+const FADE_TOLERANCE: f32 = 3.0;
+/// A ramp must bring at least this much energy, and no frame more than this share of it.
+const FADE_MIN_RISE: f32 = 20.0;
+const FADE_MAX_JUMP: f32 = 0.4;
 /// Dissolve test: half-window, least change across it, and how far off the blend line the
 /// middle frame may be (as a share of the change).
 const DISSOLVE_HALF_WINDOW_S: f64 = 0.25;
@@ -130,9 +137,11 @@ impl Boundaries {
     }
 }
 
-/// Change score of two frames, 0 (same) ..= 1.
+/// Change score of two frames, 0 (same) ..= 1: colour histogram distance (blind to motion)
+/// and the luma difference left after the best global shift (so a pan over fine texture,
+/// whose raw pixel difference is large, scores low while a new picture scores high).
 pub fn pair_score(stats: &FrameStats, a: usize, b: usize) -> f32 {
-    0.5 * stats.hist_dist(a, b) + 0.5 * (stats.luma_diff(a, b) / LUMA_FULL_CHANGE).min(1.0)
+    0.5 * stats.hist_dist(a, b) + 0.5 * (stats.moved_diff(a, b) / LUMA_FULL_CHANGE).min(1.0)
 }
 
 /// Frames per second of a frame sequence (from its times).
@@ -157,7 +166,11 @@ pub fn detect(stats: &FrameStats, times: &[f64], cfg: &CutConfig) -> Boundaries 
         })
         .collect();
     let gradual = merge_overlaps(
-        fades(stats, frames_of(FADE_MAX_S)),
+        fades(
+            stats,
+            frames_of(FADE_MAX_S),
+            frames_of(FADE_PLATEAU_S).max(3),
+        ),
         dissolves(stats, frames_of(DISSOLVE_HALF_WINDOW_S).max(2)),
     );
     let (cuts, flashes) = cuts(stats, &scores, &gradual, cfg, &frames_of);
@@ -245,7 +258,59 @@ fn blank_kind(stats: &FrameStats, i: usize) -> Option<Blank> {
     }
 }
 
-fn fades(stats: &FrameStats, max_len: usize) -> Vec<Gradual> {
+/// Frames of fade ramp next to a blank frame at `edge`, walking in direction `dir`: the
+/// picture's contrast energy (distance from the blank level plus luma std, median of 5 frames
+/// so motion and noise do not break it) keeps rising until it levels off, never falls back by
+/// more than [`FADE_TOLERANCE`], and no single frame brings more than [`FADE_MAX_JUMP`] of the
+/// whole rise (that is a cut out of the blank). Linear, eased and slow fades over moving,
+/// textured pictures all pass; a picture that merely drifts next to a blank frame does not.
+fn ramp(
+    stats: &FrameStats,
+    level: f32,
+    edge: usize,
+    dir: isize,
+    max_len: usize,
+    plateau: usize,
+) -> usize {
+    let n = stats.len() as isize;
+    let energy = |j: isize| (stats.mean[j as usize] - level).abs() + stats.std[j as usize];
+    let smooth = |j: isize| {
+        let mut v: Vec<f32> = (j - 2..=j + 2)
+            .filter(|&k| (0..n).contains(&k))
+            // The blank run itself is not part of the ramp's picture.
+            .filter(|&k| (k - edge as isize) * dir > 0)
+            .map(energy)
+            .collect();
+        v.sort_by(f32::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let base = energy(edge as isize);
+    let (mut peak, mut rise_at, mut k) = (base, 0usize, 0usize);
+    let mut max_jump = 0.0f32;
+    loop {
+        let j = edge as isize + dir * (k as isize + 1);
+        if !(0..n).contains(&j) || k >= max_len || k - rise_at >= plateau {
+            break;
+        }
+        let e = smooth(j);
+        if e < peak - FADE_TOLERANCE {
+            break;
+        }
+        max_jump = max_jump.max(energy(j) - energy(j - dir));
+        k += 1;
+        if e > peak + FADE_STEP + 0.01 * peak {
+            peak = e;
+            rise_at = k;
+        }
+    }
+    let rise = peak - base;
+    if rise < FADE_MIN_RISE || max_jump > FADE_MAX_JUMP * rise {
+        return 0;
+    }
+    rise_at
+}
+
+fn fades(stats: &FrameStats, max_len: usize, plateau: usize) -> Vec<Gradual> {
     let n = stats.len();
     let mut out = Vec::new();
     let mut i = 0;
@@ -261,24 +326,13 @@ fn fades(stats: &FrameStats, max_len: usize) -> Vec<Gradual> {
         let b1 = i;
         i += 1;
         let level = if via == Blank::Black { 0.0 } else { 255.0 };
-        let energy = |j: usize| (stats.mean[j] - level).abs() + stats.std[j];
-        // Along a fade the contrast energy grows steadily from the blank frame: each step at
-        // least FADE_STEP and at least half the mean step so far (k frames into the ramp).
-        // A picture that merely drifts (a pan, a flicker) next to a blank frame does not.
-        let ramp_step = |from: usize, to: usize, k: usize| {
-            let step = energy(to) - energy(from);
-            step >= FADE_STEP && step >= 0.5 * energy(from) / (k + 1) as f32
-        };
-        let mut start = b0;
-        while start > 0 && b0 - start < max_len && ramp_step(start, start - 1, b0 - start) {
-            start -= 1;
-        }
-        let mut end = b1;
-        while end + 1 < n && end - b1 < max_len && ramp_step(end, end + 1, end - b1) {
-            end += 1;
-        }
-        // Two frames of ramp at least: one dark frame after a bright one is a cut.
-        let (fade_out, fade_in) = (b0 - start >= 2, end - b1 >= 2);
+        let (out_len, in_len) = (
+            ramp(stats, level, b0, -1, max_len, plateau),
+            ramp(stats, level, b1, 1, max_len, plateau),
+        );
+        let (start, end) = (b0 - out_len, b1 + in_len);
+        // Three frames of ramp at least: one dark frame after a bright one is a cut.
+        let (fade_out, fade_in) = (out_len >= 3, in_len >= 3);
         let kind = match (fade_out, fade_in) {
             (true, true) => TransitionKind::FadeOutIn,
             (true, false) => TransitionKind::FadeOut,
@@ -304,20 +358,21 @@ fn fades(stats: &FrameStats, max_len: usize) -> Vec<Gradual> {
 /// and the distance from the line relative to the `a`-`b` distance. `None` when `a` and `b`
 /// hardly differ (no line to be on).
 fn blend(stats: &FrameStats, a: usize, m: usize, b: usize) -> Option<(f64, f64)> {
-    let (pa, pm, pb) = (&stats.luma[a], &stats.luma[m], &stats.luma[b]);
-    let (mut dd, mut de, mut ee) = (0i64, 0i64, 0i64);
+    // Block means: the pictures of a dissolve may move, and fine texture moving by a pixel
+    // would throw every pixel off the line; blocks keep the blend and average the motion out.
+    let (pa, pm, pb) = (&stats.blocks[a], &stats.blocks[m], &stats.blocks[b]);
+    let (mut dd, mut de, mut ee) = (0f64, 0f64, 0f64);
     for ((&x, &y), &z) in pa.iter().zip(pm).zip(pb) {
-        let d = i64::from(z) - i64::from(x);
-        let e = i64::from(y) - i64::from(x);
+        let d = f64::from(z - x);
+        let e = f64::from(y - x);
         dd += d * d;
         de += d * e;
         ee += e * e;
     }
     // At least ~10 luma levels RMS of change.
-    if dd < 100 * pa.len() as i64 {
+    if dd < 100.0 * pa.len() as f64 {
         return None;
     }
-    let (dd, de, ee) = (dd as f64, de as f64, ee as f64);
     let alpha = de / dd;
     let residual = ((ee - de * de / dd).max(0.0) / dd).sqrt();
     Some((alpha, residual))
@@ -335,7 +390,7 @@ fn dissolves(stats: &FrameStats, k: usize) -> Vec<Gradual> {
             && blank_kind(stats, m + k).is_none()
             // A jump inside the window is a cut or a flash, not a blend. (Luma only: a blend of
             // flat colours moves whole regions across histogram bins at once.)
-            && (m - k + 1..=m + k).all(|j| stats.luma_diff(j - 1, j) < DISSOLVE_MAX_STEP)
+            && (m - k + 1..=m + k).all(|j| stats.moved_diff(j - 1, j) < DISSOLVE_MAX_STEP)
             && pair_score(stats, m - k, m + k) >= DISSOLVE_MIN_CHANGE
             && blend(stats, m - k, m, m + k).is_some_and(|(alpha, residual)| {
                 (0.15..=0.85).contains(&alpha) && residual <= DISSOLVE_MAX_RESIDUAL
@@ -354,9 +409,29 @@ fn dissolves(stats: &FrameStats, k: usize) -> Vec<Gradual> {
         let (lo, hi) = (first - k, m + k);
         m += 1;
         // Where the blend weight leaves 0 and reaches 1 between the two pictures.
+        // A dissolve's weight grows linearly: fit a line through the frames clearly inside
+        // it and take where the line leaves 0 and reaches 1 (motion makes single frames noisy
+        // near the ends, where the weight is read against pictures that moved on).
         let alpha = |j: usize| blend(stats, lo, j, hi).map_or(0.0, |(a, _)| a);
-        let start = (lo..=hi).rev().find(|&j| alpha(j) <= 0.05).unwrap_or(lo);
-        let end = (start..=hi).find(|&j| alpha(j) >= 0.95).unwrap_or(hi);
+        let inside: Vec<(f64, f64)> = (lo..=hi)
+            .map(|j| (j as f64, alpha(j)))
+            .filter(|(_, a)| (0.15..=0.85).contains(a))
+            .collect();
+        let fit = line_fit(&inside).filter(|(slope, _)| *slope > 0.0);
+        let (start, end) = match fit {
+            Some((slope, icept)) => {
+                let at =
+                    |a: f64| ((a - icept) / slope).round().clamp(lo as f64, hi as f64) as usize;
+                (at(0.0), at(1.0))
+            }
+            None => {
+                let start = (lo..=hi).rev().find(|&j| alpha(j) <= 0.05).unwrap_or(lo);
+                (
+                    start,
+                    (start..=hi).find(|&j| alpha(j) >= 0.95).unwrap_or(hi),
+                )
+            }
+        };
         if end > start + 1 {
             out.push(Gradual {
                 kind: TransitionKind::Dissolve,
@@ -367,6 +442,25 @@ fn dissolves(stats: &FrameStats, k: usize) -> Vec<Gradual> {
         }
     }
     out
+}
+
+/// Least-squares line (slope, intercept) through at least 3 points.
+fn line_fit(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (sxx, sxy) = points.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx).powi(2), b + (x - mx) * (y - my))
+    });
+    (sxx > 0.0).then(|| {
+        let slope = sxy / sxx;
+        (slope, my - slope * mx)
+    })
 }
 
 /// Fades first; a dissolve overlapping a fade is dropped (the fade explains the change), and

@@ -22,6 +22,9 @@ pub struct Spectrogram {
     pub centroid: Vec<f32>,
     /// Spectral flatness (geometric / arithmetic mean of the power spectrum), 0 tonal ..= 1 white.
     pub flatness: Vec<f32>,
+    /// Flatness within 8 equal bands above 125 Hz, averaged: coloured noise (pink, brown) is
+    /// flat within each band though not across them; tones and harmonics stay peaky.
+    pub band_flatness: Vec<f32>,
     /// Positive log-magnitude change from the previous frame, summed over bins: onsets.
     pub flux: Vec<f32>,
     /// Bin of the strongest spectral peak above 80 Hz (for pitch stability).
@@ -47,6 +50,7 @@ impl Spectrogram {
             zcr: Vec::with_capacity(frames),
             centroid: Vec::with_capacity(frames),
             flatness: Vec::with_capacity(frames),
+            band_flatness: Vec::with_capacity(frames),
             flux: Vec::with_capacity(frames),
             peak_bin: Vec::with_capacity(frames),
         };
@@ -77,6 +81,7 @@ impl Spectrogram {
             let log_mean = power.iter().map(|p| p.ln()).sum::<f32>() / BINS as f32;
             s.flatness
                 .push((log_mean.exp() / (total / BINS as f32)).clamp(0.0, 1.0));
+            s.band_flatness.push(band_flatness(&power));
             let mut flux = 0f32;
             for (prev, p) in prev_log.iter_mut().zip(&power) {
                 // log(1 + C*|X|) compresses the dynamics, as in onset-detection practice.
@@ -101,4 +106,18 @@ impl Spectrogram {
 /// Power (mean square) to dBFS, where a full-scale square wave is 0 dB.
 pub fn db(power: f32) -> f32 {
     10.0 * power.max(1e-12).log10()
+}
+
+fn band_flatness(power: &[f32]) -> f32 {
+    const BANDS: usize = 8;
+    let (lo, hi) = (4, power.len());
+    let width = (hi - lo) / BANDS;
+    let mut sum = 0.0;
+    for b in 0..BANDS {
+        let band = &power[lo + b * width..lo + (b + 1) * width];
+        let log_mean = band.iter().map(|p| p.ln()).sum::<f32>() / band.len() as f32;
+        let mean = band.iter().sum::<f32>() / band.len() as f32;
+        sum += (log_mean.exp() / mean).clamp(0.0, 1.0);
+    }
+    sum / BANDS as f32
 }

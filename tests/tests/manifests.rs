@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-const FLEET_ENV: [&str; 10] = [
+const FLEET_ENV: [&str; 11] = [
     fleet_env::CONFIG,
     fleet_env::AMQP_URL,
     fleet_env::REDIS_URL,
@@ -31,6 +31,7 @@ const FLEET_ENV: [&str; 10] = [
     fleet_env::ALLOW_OPEN_API,
     fleet_env::LOCAL_ROOTS,
     fleet_env::PREFIX,
+    fleet_env::RABBITMQ_API,
 ];
 
 /// Read by the `fleet` CLI only (`--url`, `fleet queues`); the CLI is a binary crate, so its

@@ -222,8 +222,79 @@ fn boxes_from_map(
         }
         boxes.push(TextBox { quad, score });
     }
+    let mut boxes = merge_line_fragments(boxes, frame_w as f32, frame_h as f32);
     sort_reading_order(&mut boxes);
     boxes
+}
+
+/// Joins pieces of one line that the detector split (words on a busy background, a caption
+/// whose shadow broke the probability map between letters): near-horizontal boxes of about
+/// the same height, overlapping vertically, less than one line height apart. Rotated text
+/// and boxes far apart stay as they are. A joined line grows by half its height on each
+/// side: the pieces end where the detector lost the letters, and the recognizer reads past
+/// background fine.
+pub fn merge_line_fragments(boxes: Vec<TextBox>, frame_w: f32, frame_h: f32) -> Vec<TextBox> {
+    let upright = |b: &TextBox| {
+        let [tl, tr, ..] = b.quad;
+        (tr[1] - tl[1]).abs() <= 0.1 * (tr[0] - tl[0]).abs().max(1.0)
+    };
+    let mut items: Vec<(TextBox, bool)> = boxes.into_iter().map(|b| (b, false)).collect();
+    loop {
+        let mut merged = false;
+        'outer: for i in 0..items.len() {
+            for j in 0..items.len() {
+                if i == j || !upright(&items[i].0) || !upright(&items[j].0) {
+                    continue;
+                }
+                let (a, b) = (items[i].0.bounds(), items[j].0.bounds());
+                if a[0] > b[0] {
+                    continue;
+                }
+                let (ha, hb) = (a[3] - a[1], b[3] - b[1]);
+                let h = ha.min(hb);
+                let overlap = a[3].min(b[3]) - a[1].max(b[1]);
+                let gap = b[0] - a[2];
+                let similar = ha.max(hb) <= 1.5 * h.max(1.0);
+                if similar && overlap >= 0.6 * h && gap <= h && gap > -0.5 * h {
+                    let u = [
+                        a[0].min(b[0]),
+                        a[1].min(b[1]),
+                        a[2].max(b[2]),
+                        a[3].max(b[3]),
+                    ];
+                    let score = (items[i].0.score + items[j].0.score) / 2.0;
+                    let joined = TextBox {
+                        quad: [[u[0], u[1]], [u[2], u[1]], [u[2], u[3]], [u[0], u[3]]],
+                        score,
+                    };
+                    let (hi, lo) = (i.max(j), i.min(j));
+                    items.swap_remove(hi);
+                    items[lo] = (joined, true);
+                    merged = true;
+                    break 'outer;
+                }
+            }
+        }
+        if !merged {
+            break;
+        }
+    }
+    items
+        .into_iter()
+        .map(|(b, joined)| {
+            if !joined {
+                return b;
+            }
+            let u = b.bounds();
+            let pad = 0.5 * (u[3] - u[1]);
+            let (x0, x1) = ((u[0] - pad).max(0.0), (u[2] + pad).min(frame_w - 1.0));
+            let (y0, y1) = (u[1].max(0.0), u[3].min(frame_h - 1.0));
+            TextBox {
+                quad: [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+                score: b.score,
+            }
+        })
+        .collect()
 }
 
 /// Mean probability inside the (integer-truncated) quad, rapidocr's `box_score_fast`.
@@ -273,6 +344,40 @@ fn sort_reading_order(boxes: &mut [TextBox]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rect(x0: f32, y0: f32, x1: f32, y1: f32) -> TextBox {
+        TextBox {
+            quad: [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+            score: 0.8,
+        }
+    }
+
+    #[test]
+    fn pieces_of_one_line_are_joined_and_other_lines_are_not() {
+        // "NEW" "DROP" "FRIDAY" split by the detector; a second line below; a far-away box.
+        let boxes = vec![
+            rect(10.0, 100.0, 60.0, 130.0),
+            rect(75.0, 101.0, 140.0, 131.0),
+            rect(150.0, 99.0, 240.0, 129.0),
+            rect(10.0, 160.0, 200.0, 190.0),
+            rect(400.0, 100.0, 450.0, 130.0),
+        ];
+        let mut out = merge_line_fragments(boxes, 1000.0, 1000.0);
+        out.sort_by(|a, b| {
+            a.bounds()[1]
+                .total_cmp(&b.bounds()[1])
+                .then(a.bounds()[0].total_cmp(&b.bounds()[0]))
+        });
+        let b: Vec<[f32; 4]> = out.iter().map(|b| b.bounds()).collect();
+        assert_eq!(
+            b,
+            vec![
+                [0.0, 99.0, 256.0, 131.0],
+                [400.0, 100.0, 450.0, 130.0],
+                [10.0, 160.0, 200.0, 190.0]
+            ]
+        );
+    }
 
     #[test]
     fn input_size_rounds_to_32_after_raising_the_short_side() {

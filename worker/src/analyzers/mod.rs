@@ -69,7 +69,7 @@ impl Registry {
         let mut reg = Registry::default();
         let scale = match backends {
             Backends::Real { fallback_scale } => {
-                register_real(&mut reg);
+                register_real(&mut reg, config);
                 fallback_scale
             }
             Backends::Synthetic { scale } => scale,
@@ -86,7 +86,7 @@ impl Registry {
     }
 }
 
-fn register_real(reg: &mut Registry) {
+fn register_real(reg: &mut Registry, config: &FleetConfig) {
     signal::register(reg);
-    models::register(reg);
+    models::register(reg, config);
 }

@@ -17,9 +17,11 @@ use ::models::segformer::{SegFormer, SegParams};
 use ::models::server::{self, ServerError, ServerParams};
 use ::models::speech;
 use ::models::vad::{Vad, VadParams};
+use ::models::whisper::{Whisper, WhisperParams};
 use ::models::yolo::{Yolo, YoloParams};
 use ::models::{ErrorClass, ModelError, ModelFile, ModelRegistry, Params};
 use async_trait::async_trait;
+use common::config::FleetConfig;
 use media::FrameSpec;
 use serde_json::{Value, json};
 
@@ -43,7 +45,6 @@ enum Kind {
 #[derive(Clone, Copy, Debug)]
 enum ServerKind {
     VideoChat { prompt: &'static str },
-    Transcription,
 }
 
 const TEMPORAL_PROMPT: &str = "You are analyzing a short social-media video from frames in time order. \
@@ -53,7 +54,7 @@ Answer with one JSON object only, with keys: \"summary\" (string), \"scenes\" (l
 const CAPTION_PROMPT: &str = "Write one caption per frame describing what happens. Answer with one JSON object only: \
 {\"captions\": [{\"t\": seconds, \"caption\": string}]}.";
 
-pub fn register(reg: &mut Registry) {
+pub fn register(reg: &mut Registry, config: &FleetConfig) {
     let onnx = |kind| -> Arc<dyn Analyzer> {
         Arc::new(OnnxAnalyzer {
             kind,
@@ -88,7 +89,22 @@ pub fn register(reg: &mut Registry) {
             prompt: CAPTION_PROMPT,
         }),
     );
-    reg.insert("speech_transcription", served(ServerKind::Transcription));
+    // A configured Whisper server takes precedence (large models, other languages); without
+    // one, Whisper tiny.en runs in process.
+    let endpoint = config
+        .analyzers
+        .get(TRANSCRIPT)
+        .and_then(|a| a.params.get("endpoint"))
+        .and_then(Value::as_str)
+        .is_some_and(|e| !e.trim().is_empty());
+    reg.insert(
+        TRANSCRIPT,
+        Arc::new(Transcription {
+            server: endpoint,
+            http,
+            last_provider: Mutex::new(None),
+        }),
+    );
 }
 
 fn model_err(e: ModelError) -> AnalyzerError {
@@ -298,6 +314,17 @@ fn audio_job(
         let long_pause = p.f64("long_pause_s", speech::DEFAULT_LONG_PAUSE_S)?;
         let mut v = speech::speech_flow(&segments, audio.duration_s(), min_pause, long_pause);
         v["speech_segments"] = json!(segments);
+        // With a transcript: words per minute and per run between pauses, fillers.
+        v["method"] = json!(if transcript.is_some() {
+            "transcript"
+        } else {
+            "acoustic"
+        });
+        if let Some(text) = transcript {
+            let speech_s = v["speech_s"].as_f64().unwrap_or(0.0);
+            let pauses = v["pause_count"].as_u64().unwrap_or(0) as usize;
+            v["transcript"] = speech::transcript_flow(text, speech_s, pauses);
+        }
         v
     };
     Ok((v, vad.provider()))
@@ -345,19 +372,70 @@ impl Analyzer for ServerAnalyzer {
                         .await
                         .map_err(server_err)
                 }
-                ServerKind::Transcription => {
-                    let sp = ServerParams::from_params(&p, "whisper-1").map_err(server_err)?;
-                    let audio = ctx.media.audio().await?;
-                    let language = p.str("language").map_err(model_err)?;
-                    server::transcribe(&self.http, &sp, &audio, language)
-                        .await
-                        .map_err(server_err)
-                }
             }
         };
         tokio::select! {
             r = call => r,
             _ = ctx.cancel.cancelled() => Err(AnalyzerError::Transient("cancelled while waiting for the model server".into())),
         }
+    }
+}
+
+/// `speech_transcription`: the OpenAI-compatible server when `params.endpoint` is set, else
+/// Whisper tiny.en in process (English only).
+struct Transcription {
+    server: bool,
+    http: server::Client,
+    last_provider: Mutex<Option<&'static str>>,
+}
+
+#[async_trait]
+impl Analyzer for Transcription {
+    fn backend(&self) -> Backend {
+        if self.server {
+            return Backend::Http;
+        }
+        let last = self.last_provider.lock().ok().and_then(|p| *p);
+        let provider = last.unwrap_or_else(|| ModelRegistry::global().expected_provider().label());
+        Backend::Onnx(provider.to_string())
+    }
+
+    async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
+        let p = Params::new(&ctx.analyzer, &ctx.params);
+        if self.server {
+            let sp = ServerParams::from_params(&p, "whisper-1").map_err(server_err)?;
+            let audio = ctx.media.audio().await?;
+            let language = p.str("language").map_err(model_err)?;
+            let call = server::transcribe(&self.http, &sp, &audio, language);
+            let mut result = tokio::select! {
+                r = call => r.map_err(server_err)?,
+                _ = ctx.cancel.cancelled() => return Err(AnalyzerError::Transient("cancelled while waiting for the model server".into())),
+            };
+            result["backend"] = json!("server");
+            return Ok(result);
+        }
+        let wp = WhisperParams::from_params(&p).map_err(model_err)?;
+        let audio = ctx.media.audio().await?;
+        if ctx.cancel.is_cancelled() {
+            return Err(AnalyzerError::Transient(
+                "cancelled before the model ran".into(),
+            ));
+        }
+        let (mut result, provider) = tokio::task::spawn_blocking(move || {
+            let whisper = Whisper::load(ModelRegistry::global())?;
+            let t = whisper.transcribe(&audio, &wp)?;
+            Ok::<_, ModelError>((
+                serde_json::to_value(&t).unwrap_or_default(),
+                whisper.provider(),
+            ))
+        })
+        .await
+        .map_err(|e| AnalyzerError::Permanent(format!("transcription panicked: {e}")))?
+        .map_err(model_err)?;
+        if let Ok(mut last) = self.last_provider.lock() {
+            *last = Some(provider);
+        }
+        result["execution_provider"] = json!(provider);
+        Ok(result)
     }
 }

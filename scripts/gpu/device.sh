@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine, in the repository's root, after gpu-kit's parts were rebuilt under
+# /root/kit (see scripts/gpu/pack.sh and docs/bench-gpu.md). Steps, one device call each:
+#
+#   scripts/gpu/device.sh setup    # unpack binaries, models, wheels; onnxruntime-gpu for Python
+#   scripts/gpu/device.sh python   # frames (OpenCV), YOLOv8/SegFormer export, the Python side
+#   scripts/gpu/device.sh bench    # bench-gpu run: the report into $OUT
+#
+# State lives under /root/gb between calls (the machine keeps /root while it stays warm).
+set -euo pipefail
+KIT=/root/kit
+PAY=$KIT/payload/.fleet/devpayload
+GB=/root/gb
+OUT="${OUT:-/tmp/out}"
+mkdir -p "$GB" "$OUT"
+log() { echo "[$(date +%T)] device: $*" >&2; }
+
+env_all() {
+    # shellcheck disable=SC1091
+    . "$KIT/env.sh"
+    export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+    export FLEET_DIR=$GB/fleet FLEET_MODELS_MANIFEST=$PWD/config/models.toml
+    export PATH=$GB/bin:$PATH
+    export YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+}
+
+case "${1:-}" in
+setup)
+    log "unpacking binaries, models, wheels"
+    mkdir -p "$GB/bin" "$GB/fleet"
+    xz -dc "$PAY/bin.tar.xz" | tar -C "$GB/bin" -xf -
+    xz -dc "$PAY/models.tar.xz" | tar -C "$GB/fleet" -xf -
+    xz -dc "$PAY/py.tar.xz" | tar -C "$GB" -xf -
+    cp -r "$PAY/media" "$GB/"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site "$GB"/whl/*.whl
+    # onnxruntime-gpu's Python package, its CUDA provider and C library linked from the kit.
+    rm -rf /tmp/site/onnxruntime /tmp/site/onnxruntime_gpu-*.dist-info
+    cp -r "$GB"/ortpy/* /tmp/site/
+    ln -sf "$KIT/ort/libonnxruntime_providers_cuda.so" /tmp/site/onnxruntime/capi/
+    ln -sf "$KIT/ort/libonnxruntime.so.1.31.1" /tmp/site/onnxruntime/capi/
+    env_all
+    nvidia-smi --query-gpu=name,uuid,memory.total,memory.used,driver_version --format=csv
+    python3 -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"
+    bench-gpu --help >/dev/null && log "setup done"
+    ;;
+python)
+    env_all
+    log "frames with OpenCV"
+    python3 scripts/bench/gpu_python.py --prepare "$GB/media/bench.mp4" --frames "$GB/frames"
+    log "export + Python pipelines"
+    python3 scripts/bench/gpu_python.py --frames "$GB/frames" --out "$GB/onnx" --device cuda \
+        ${ONLY:+--only "$ONLY"} 2>&1 | tee "$GB/python.log" | grep -v -E "Warning|warn\(" || true
+    cp "$GB/onnx/python.json" "$OUT/" 2>/dev/null || true
+    ls -la "$GB/onnx"
+    ;;
+bench)
+    env_all
+    log "bench-gpu run"
+    bench-gpu run --frames "$GB/frames" --models "$GB/onnx" --python "$GB/onnx/python.json" \
+        --report "$OUT/bench-gpu.md" --json "$OUT/bench-gpu.json" --require-gpu \
+        ${ONLY:+--only "$ONLY"} ${CPU_FRAMES:+--cpu-frames "$CPU_FRAMES"} 2>&1 | tail -n 60
+    cp "$GB/onnx/python.json" "$OUT/" 2>/dev/null || true
+    ;;
+*)
+    echo "usage: device.sh setup|python|bench" >&2
+    exit 64
+    ;;
+esac

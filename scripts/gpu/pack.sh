@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Packs what the GPU benchmark and the GPU fleet run need on the device machine (H200, no
+# registry) into .fleet/devpayload/, then lets ../shared/tools/gpu-kit.sh add ONNX Runtime's
+# CUDA build and split everything into parts of one device call each. Run from the checkout.
+#
+#   scripts/gpu/pack.sh            # release binaries, models, bench media, Python wheels
+#   scripts/gpu/pack.sh --services # also the RabbitMQ/Redis/ffmpeg bundle (scripts/gpu-services-kit.sh)
+#
+# What the device then runs: scripts/gpu/device.sh (see docs/bench-gpu.md).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+P=.fleet/devpayload
+SERVICES=0
+[ "${1:-}" = "--services" ] && SERVICES=1
+rm -rf "$P" && mkdir -p "$P"
+
+echo "pack: release binaries"
+cargo build --release -p gpubench -p worker -p dispatcher -p fleet -p bench >/dev/null
+mkdir -p "$P/bin.tmp"
+for b in bench-gpu worker dispatcher fleet fleet-bench; do
+    [ -x "target/release/$b" ] || continue
+    cp "target/release/$b" "$P/bin.tmp/"
+    strip "$P/bin.tmp/$b"
+done
+tar -C "$P/bin.tmp" -cf - . | xz -9 -T2 > "$P/bin.tar.xz"
+rm -rf "$P/bin.tmp"
+
+echo "pack: models (FP32 + FP16 variants)"
+tar -C .fleet -cf - models | xz -6 -T2 > "$P/models.tar.xz"
+
+echo "pack: benchmark media"
+mkdir -p "$P/media"
+[ -f .fleet/bench/bench.mp4 ] || scripts/bench/make-bench-video.sh .fleet/bench/bench.mp4
+cp .fleet/bench/bench.mp4 "$P/media/"
+[ -f .fleet/sample.mp4 ] || scripts/make-sample.sh .fleet/sample.mp4
+cp .fleet/sample.mp4 "$P/media/" 2>/dev/null || true
+
+echo "pack: Python wheels the device lacks"
+W=.fleet/devwheels
+mkdir -p "$W"
+dl() {
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+        -d "$W" "$@"
+}
+dl ultralytics==8.3.40 ultralytics-thop==2.2.3 rapidocr==3.10.0 pyclipper==1.4.0 \
+    shapely==2.2.0 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 colorlog==6.12.0 \
+    onnxconverter-common==1.16.0
+# onnxruntime-gpu's Python package without its 284 MB CUDA provider (and the C library the
+# kit already carries): the device links both to the kit's copies.
+GW=$(ls .fleet/gpu-kit/wheel/onnxruntime_gpu-1.31.1-*.whl | head -n1)
+rm -rf "$P/ortpy" && mkdir -p "$P/ortpy"
+unzip -q "$GW" -d "$P/ortpy" -x 'onnxruntime/capi/libonnxruntime_providers_cuda.so' \
+    'onnxruntime/capi/libonnxruntime_providers_tensorrt.so' 'onnxruntime/capi/libonnxruntime.so.1.31.1'
+mkdir -p "$P/whl" && cp "$W"/*.whl "$P/whl/"
+tar -C "$P" -cf - whl ortpy | xz -6 -T2 > "$P/py.tar.xz"
+rm -rf "$P/whl" "$P/ortpy"
+
+if [ "$SERVICES" = 1 ]; then
+    echo "pack: services bundle"
+    [ -f .fleet/gpu-services.tar.xz ] || scripts/gpu-services-kit.sh
+    cp .fleet/gpu-services.tar.xz "$P/"
+fi
+du -sh "$P"/*
+../shared/tools/gpu-kit.sh "$P"
