@@ -342,9 +342,7 @@ impl Analyzer for ServerAnalyzer {
     }
 
     fn frame_spec(&self, params: &Value, probe: &media::Probe) -> Option<FrameSpec> {
-        let ServerKind::VideoChat { .. } = self.kind else {
-            return None;
-        };
+        // Every served analyzer reads frames (video chat); transcription is an ONNX analyzer.
         let p = Params::new("", params);
         // Without a server the analyzer is skipped before it reads a frame.
         ServerParams::from_params(&p, "").ok()?;
