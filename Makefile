@@ -8,7 +8,7 @@ CARGO ?= cargo
 # $(wildcard) would still see the folder as it was when make started.
 ORT = ORT_DYLIB_PATH="$${ORT_DYLIB_PATH:-$$(ls $(CURDIR)/.fleet/ort/libonnxruntime.so.* 2>/dev/null | head -n1)}"
 
-.PHONY: demo test services models tools build lint fmt bench
+.PHONY: demo test services models tools build lint fmt bench fuzz
 
 ## demo: analyze a generated sample video through the real fleet and print the result
 demo: services models build
@@ -19,6 +19,11 @@ test: services models tools
 	$(CARGO) build --workspace --bins
 	$(ORT) $(CARGO) test --workspace --no-fail-fast
 	scripts/test-py.sh
+	scripts/fuzz.sh
+
+## fuzz: the coverage-guided fuzz targets (cargo fuzz, stable toolchain), 20 s each
+fuzz:
+	scripts/fuzz.sh
 
 ## services: install (apt) and start RabbitMQ, Redis, ffmpeg, espeak-ng
 services:

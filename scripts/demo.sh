@@ -10,6 +10,8 @@ scripts/make-sample.sh .fleet/sample-2.mp4
 export FLEET_PREFIX="${FLEET_PREFIX:-demo}"
 export FLEET_LISTEN="${FLEET_LISTEN:-127.0.0.1:8080}"
 export FLEET_URL="http://$FLEET_LISTEN"
+# Workers read local files only under these roots: the generated sample lives in .fleet/.
+export FLEET_MEDIA_LOCAL_ROOTS="${FLEET_MEDIA_LOCAL_ROOTS:-$PWD/.fleet}"
 bin=target/debug
 log=.fleet/demo-fleet.log
 

@@ -66,12 +66,29 @@ pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
     }
 }
 
+/// Original headers larger than this (roughly, encoded) are not copied into a dead-letter
+/// publish: with the reason added they could pass the broker's frame size.
+const MAX_COPIED_HEADER_BYTES: usize = 16 * 1024;
+/// Set (to `true`) on a dead-lettered message whose original headers were left out.
+pub const HEADERS_DROPPED_HEADER: &str = "x-fleet-headers-dropped";
+
 /// Properties for sending a message that can never be processed to `{p}.dlq`: its own
-/// headers, content type and message id, plus the reason (`x-fleet-reason`) and the current
-/// trace context.
+/// headers (unless they are large), content type and message id, plus the reason
+/// (`x-fleet-reason`, at most [`crate::text::MAX_REASON_BYTES`]) and the current trace context.
 pub fn dead_letter_props(original: &BasicProperties, reason: &str) -> BasicProperties {
-    let mut headers = original.headers().clone().unwrap_or_default();
-    set_header(&mut headers, crate::topology::REASON_HEADER, reason);
+    let copied = original.headers().clone().unwrap_or_default();
+    let mut headers = if table_size(&copied) <= MAX_COPIED_HEADER_BYTES {
+        copied
+    } else {
+        let mut h = FieldTable::default();
+        h.insert(HEADERS_DROPPED_HEADER.into(), AMQPValue::Boolean(true));
+        h
+    };
+    set_header(
+        &mut headers,
+        crate::topology::REASON_HEADER,
+        &crate::text::reason(reason),
+    );
     crate::telemetry::TraceContext::current().inject(&mut headers);
     let ct = original
         .content_type()
@@ -82,6 +99,39 @@ pub fn dead_letter_props(original: &BasicProperties, reason: &str) -> BasicPrope
     match original.message_id() {
         Some(id) => props.with_message_id(id.clone()),
         None => props,
+    }
+}
+
+/// [`dead_letter_props`] without any of the original headers: the fallback when a publish
+/// with them failed, so a dead-letter publish cannot fail the same way forever.
+pub fn minimal_dead_letter_props(original: &BasicProperties, reason: &str) -> BasicProperties {
+    let stripped = original.clone().with_headers(FieldTable::default());
+    let mut props = dead_letter_props(&stripped, reason);
+    if let Some(h) = props.headers().clone() {
+        let mut h = h;
+        h.insert(HEADERS_DROPPED_HEADER.into(), AMQPValue::Boolean(true));
+        props = props.with_headers(h);
+    }
+    props
+}
+
+/// About the encoded size of a header table (names, values, and a few bytes of framing each).
+fn table_size(table: &FieldTable) -> usize {
+    table
+        .inner()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + 2 + value_size(v))
+        .sum()
+}
+
+fn value_size(v: &AMQPValue) -> usize {
+    match v {
+        AMQPValue::LongString(s) => s.as_bytes().len() + 4,
+        AMQPValue::ShortString(s) => s.as_str().len() + 1,
+        AMQPValue::ByteArray(b) => b.as_slice().len() + 4,
+        AMQPValue::FieldTable(t) => table_size(t) + 4,
+        AMQPValue::FieldArray(a) => a.as_slice().iter().map(value_size).sum::<usize>() + 4,
+        _ => 9,
     }
 }
 

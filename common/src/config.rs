@@ -36,6 +36,9 @@ pub mod env {
     pub const LISTEN: &str = "FLEET_LISTEN";
     pub const METRICS_LISTEN: &str = "FLEET_METRICS_LISTEN";
     pub const API_TOKEN: &str = "FLEET_API_TOKEN";
+    pub const CLIENT_TOKENS: &str = "FLEET_CLIENT_TOKENS";
+    pub const ALLOW_OPEN_API: &str = "FLEET_ALLOW_OPEN_API";
+    pub const LOCAL_ROOTS: &str = "FLEET_MEDIA_LOCAL_ROOTS";
     pub const PREFIX: &str = "FLEET_PREFIX";
     /// RabbitMQ's management API (`http://user:pass@host:15672/`): who consumes (`/ui`, `fleet queues`).
     pub const RABBITMQ_API: &str = "FLEET_RABBITMQ_API";
@@ -105,7 +108,11 @@ pub struct Connections {
     pub redis_url: String,
     pub listen: String,
     pub metrics_listen: String,
+    /// The operator's token: every route, every job (`FLEET_API_TOKEN`).
     pub api_token: Option<String>,
+    /// Submitters' tokens by client name (`FLEET_CLIENT_TOKENS="name=token,..."`): a client
+    /// sees, and its idempotency keys name, only its own jobs.
+    pub client_tokens: BTreeMap<String, String>,
     pub prefix: String,
     /// RabbitMQ's management API base URL, when the operator gives one (credentials in it).
     pub rabbitmq_api: Option<String>,
@@ -388,9 +395,15 @@ impl FleetConfig {
                 DEFAULT_METRICS_LISTEN,
             ),
             api_token: env(env::API_TOKEN).filter(|t| !t.is_empty()),
+            client_tokens: parse_client_tokens(
+                &env(env::CLIENT_TOKENS).unwrap_or_default(),
+                &mut problems,
+            ),
             prefix: pick(env::PREFIX, &c.prefix, crate::topology::DEFAULT_PREFIX),
             rabbitmq_api: env(env::RABBITMQ_API).filter(|u| !u.is_empty()),
         };
+        let open_ok = env(env::ALLOW_OPEN_API).is_some_and(|v| v == "1" || v == "true");
+        check_exposure(&connections, open_ok, &mut problems);
         for (var, value) in [
             (env::LISTEN, &connections.listen),
             (env::METRICS_LISTEN, &connections.metrics_listen),
@@ -456,10 +469,21 @@ impl FleetConfig {
             gpu,
             stages,
             analyzers,
-            media: raw
-                .media
-                .map(|t| serde_json::to_value(t).unwrap_or_default())
-                .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+            media: {
+                let mut media = raw
+                    .media
+                    .map(|t| serde_json::to_value(t).unwrap_or_default())
+                    .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+                if let Some(roots) = env(env::LOCAL_ROOTS).filter(|r| !r.is_empty())
+                    && let Some(m) = media.as_object_mut()
+                {
+                    let roots: Vec<serde_json::Value> = std::env::split_paths(&roots)
+                        .map(|p| p.to_string_lossy().into_owned().into())
+                        .collect();
+                    m.insert("local_roots".into(), roots.into());
+                }
+                media
+            },
         })
     }
 
@@ -495,19 +519,40 @@ impl FleetConfig {
                 "\"analyzers\" is empty: leave it out to run every enabled analyzer".into(),
             );
         }
+        if requested.len() > self.analyzers.len().max(1) * 4 {
+            return Err(format!(
+                "\"analyzers\" lists {} names; there are {} analyzers",
+                requested.len(),
+                self.analyzers.len()
+            ));
+        }
+        // Names are quoted only when short, and only the first few: the reason travels in a
+        // header and an HTTP answer, and must not grow with the request.
+        let quoted = |name: &str| {
+            if name.len() <= 64 {
+                format!("{name:?}")
+            } else {
+                format!("a {}-byte name", name.len())
+            }
+        };
         let mut unknown = Vec::new();
         let mut set = BTreeSet::new();
         let mut stack: Vec<String> = Vec::new();
         for name in requested {
             match self.analyzers.get(name) {
-                None => unknown.push(format!("{name:?} is not an analyzer")),
+                None => unknown.push(format!("{} is not an analyzer", quoted(name))),
                 Some(a) if !a.enabled => {
-                    unknown.push(format!("{name:?} is disabled in the config"))
+                    unknown.push(format!("{} is disabled in the config", quoted(name)))
                 }
                 Some(_) => stack.push(name.clone()),
             }
         }
         if !unknown.is_empty() {
+            let more = unknown.len().saturating_sub(5);
+            unknown.truncate(5);
+            if more > 0 {
+                unknown.push(format!("and {more} more"));
+            }
             return Err(format!("unknown analyzer(s): {}", unknown.join("; ")));
         }
         while let Some(name) = stack.pop() {
@@ -516,6 +561,76 @@ impl FleetConfig {
             }
         }
         Ok(set.into_iter().collect())
+    }
+}
+
+/// `name=token,name2=token2`; names follow the id grammar, tokens are non-empty and unique.
+fn parse_client_tokens(text: &str, problems: &mut Vec<String>) -> BTreeMap<String, String> {
+    let mut tokens = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((name, token)) = entry.split_once('=') else {
+            problems.push(format!(
+                "{}: an entry is not name=token (the entry is not shown)",
+                env::CLIENT_TOKENS
+            ));
+            continue;
+        };
+        let name = name.trim();
+        if let Err(e) = crate::ids::check_id("client name", name) {
+            problems.push(format!("{}: {e}", env::CLIENT_TOKENS));
+            continue;
+        }
+        if token.trim().is_empty() || tokens.values().any(|t: &String| t == token.trim()) {
+            problems.push(format!(
+                "{}: client {name:?} has an empty or duplicate token",
+                env::CLIENT_TOKENS
+            ));
+            continue;
+        }
+        if tokens
+            .insert(name.to_string(), token.trim().to_string())
+            .is_some()
+        {
+            problems.push(format!(
+                "{}: client {name:?} is listed twice",
+                env::CLIENT_TOKENS
+            ));
+        }
+    }
+    tokens
+}
+
+/// An HTTP endpoint reachable from other hosts must not be open: the dispatcher's API needs a
+/// token when `listen` is not a loopback address, and a worker's `/metrics` when
+/// `metrics_listen` is not. `FLEET_ALLOW_OPEN_API=1` overrides it for a network that is
+/// trusted as a whole.
+fn check_exposure(c: &Connections, open_ok: bool, problems: &mut Vec<String>) {
+    if open_ok {
+        return;
+    }
+    let exposed = |addr: &str| {
+        addr.parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| !a.ip().is_loopback())
+    };
+    let any_token = c.api_token.is_some() || !c.client_tokens.is_empty();
+    if exposed(&c.listen) && !any_token {
+        problems.push(format!(
+            "{} {} is reachable from other hosts but no token is set: set {} (and {} for              submitters), bind 127.0.0.1, or set {}=1 on a fully trusted network",
+            env::LISTEN,
+            c.listen,
+            env::API_TOKEN,
+            env::CLIENT_TOKENS,
+            env::ALLOW_OPEN_API
+        ));
+    }
+    if exposed(&c.metrics_listen) && c.api_token.is_none() {
+        problems.push(format!(
+            "{} {} is reachable from other hosts but {} is unset: set it (Prometheus sends              it as a bearer token), bind 127.0.0.1, or set {}=1 on a fully trusted network",
+            env::METRICS_LISTEN,
+            c.metrics_listen,
+            env::API_TOKEN,
+            env::ALLOW_OPEN_API
+        ));
     }
 }
 

@@ -4,6 +4,9 @@
 //! - `config`: `config/fleet.toml` + environment → a validated [`FleetConfig`]; every problem reported at once.
 //! - `message`: the versioned wire and storage types (the only place that derives them).
 //! - `api`: the bodies of the dispatcher's HTTP API (the types behind `/openapi.json`).
+//! - `auth`: bearer tokens, compared in constant time.
+//! - `ids`: the one id grammar (job ids, idempotency keys, client names).
+//! - `text`: untrusted text bounded for headers and answers, escaped for logs.
 //! - `codec`: the only place that calls rmp-serde; JSON/MessagePack by content type.
 //! - `topology`: the only place that names exchanges and queues, and declares them.
 //! - `store`: the Redis layout (`{prefix}:job:{id}` ...) and its operations.
@@ -13,14 +16,17 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod broker;
 pub mod codec;
 pub mod config;
 pub mod consume;
+pub mod ids;
 pub mod message;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod topology;
 
 pub use config::{ConfigError, FleetConfig, StageClass};

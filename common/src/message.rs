@@ -25,7 +25,7 @@ pub struct JobRequest {
     pub analyzers: Option<Vec<String>>,
     /// Submitting the same key again returns the first job instead of starting another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^[A-Za-z0-9._:-]{1,128}$")]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,128}$")]
     pub idempotency_key: Option<String>,
     /// Passed through untouched into the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,10 +1,12 @@
 //! The Redis layout and its operations. Readable without our code (see README "Redis layout"):
 //!
 //! - `{p}:job:{id}`          hash: `status`, `video`, `total`, `created_at_ms`, `updated_at_ms`,
-//!   `completed_at_ms`, `request` (JSON), `plan` (JSON), `metadata` (JSON), `traceparent`
+//!   `completed_at_ms`, `request` (JSON, without `metadata`), `plan` (JSON), `metadata` (JSON),
+//!   `traceparent`, `owner` (the submitting client; empty for the operator or an open API)
 //! - `{p}:job:{id}:results`  hash: analyzer → JSON [`Outcome`]; the first final outcome wins (HSETNX)
 //! - `{p}:job:{id}:released` set: analyzers whose task was published to a stage queue
-//! - `{p}:idem:{key}`        string: job id of an idempotency key
+//! - `{p}:idem:{sha256}`     string: job id of an idempotency key; the digest is of the
+//!   submitting client and the key, so clients cannot see or take each other's keys
 //! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs)
 //!
 //! Every key carries the result TTL.
@@ -49,6 +51,8 @@ pub struct JobMeta {
     pub metadata: serde_json::Value,
     /// W3C traceparent of the job's root span, so late steps join the job's trace.
     pub traceparent: Option<String>,
+    /// The client that submitted it (`None`: the operator, or an API without client tokens).
+    pub owner: Option<String>,
 }
 
 #[derive(Clone)]
@@ -96,8 +100,16 @@ impl Store {
         format!("{}:job:{id}:released", self.prefix)
     }
 
-    fn idem_key(&self, key: &str) -> String {
-        format!("{}:idem:{key}", self.prefix)
+    /// The key of an idempotency key within a client's scope. Hashed: the key is the
+    /// caller's text, and the digest keeps it to one fixed-length key segment.
+    fn idem_key(&self, scope: &str, key: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(scope.as_bytes());
+        h.update([0u8]);
+        h.update(key.as_bytes());
+        let digest: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:idem:{digest}", self.prefix)
     }
 
     fn recent_key(&self) -> String {
@@ -114,14 +126,16 @@ impl Store {
         Ok(())
     }
 
-    /// Binds an idempotency key to `job_id` unless it is bound already; returns the bound id.
+    /// Binds an idempotency key of client `scope` to `job_id` unless it is bound already;
+    /// returns the bound id.
     pub async fn claim_idempotency_key(
         &self,
+        scope: &str,
         key: &str,
         job_id: &str,
     ) -> Result<String, StoreError> {
         let mut c = self.conn.clone();
-        let k = self.idem_key(key);
+        let k = self.idem_key(scope, key);
         let set: Option<String> = redis::cmd("SET")
             .arg(&k)
             .arg(job_id)
@@ -153,6 +167,7 @@ impl Store {
             ),
             ("metadata", meta.metadata.to_string()),
             ("traceparent", meta.traceparent.clone().unwrap_or_default()),
+            ("owner", meta.owner.clone().unwrap_or_default()),
         ];
         let script = redis::Script::new(CREATE_JOB);
         let mut inv = script.prepare_invoke();
@@ -193,7 +208,20 @@ impl Store {
             plan,
             metadata: json("metadata"),
             traceparent: Some(get("traceparent").to_string()).filter(|s| !s.is_empty()),
+            owner: Some(get("owner").to_string()).filter(|s| !s.is_empty()),
         }))
+    }
+
+    /// Only the job's plan (one field): which analyzers it runs, for a worker planning the
+    /// job's decode. `None` for an unknown or expired job.
+    pub async fn plan(&self, id: &str) -> Result<Option<Vec<PlannedTask>>, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.job_key(id);
+        let raw: Option<String> = c.hget(&key, "plan").await?;
+        raw.map(|r| {
+            serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, format!("plan: {e}")))
+        })
+        .transpose()
     }
 
     /// Sets the job's status; `completed`/`cancelled` also stamp `completed_at_ms`.

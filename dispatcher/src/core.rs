@@ -13,6 +13,7 @@ use std::sync::Arc;
 use common::broker::{Broker, BrokerError, persistent};
 use common::codec::{self, JSON, MSGPACK};
 use common::config::FleetConfig;
+use common::ids::check_id;
 use common::message::{
     JobEvent, JobRequest, JobStatus, Outcome, OutcomeStatus, PlannedTask, SCHEMA_VERSION,
     TaskMessage,
@@ -20,6 +21,7 @@ use common::message::{
 use common::metrics::Metrics;
 use common::store::{JobMeta, StoreError};
 use common::telemetry::TraceContext;
+use common::text::escaped;
 use common::topology::{EVENT_CANCELLED, EVENT_COMPLETED};
 use common::{Store, now_ms};
 use lapin::types::FieldTable;
@@ -29,7 +31,48 @@ use tracing::Instrument;
 /// Worker name written into outcomes the dispatcher decides itself.
 pub const DISPATCHER: &str = "dispatcher";
 const LOCK_STRIPES: usize = 256;
-const MAX_JOB_ID_LEN: usize = 128;
+/// Largest `metadata` accepted (as JSON). It is stored for the result TTL and returned with
+/// every result; pipelines pass ids and a few fields, not documents.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Longest `video` reference.
+pub const MAX_VIDEO_LEN: usize = 4096;
+
+/// Who submits or reads a job: the operator (or anyone, on an API without tokens) or one
+/// named client. A client sees only its own jobs, and its idempotency keys are its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Stored as the job's `owner`; `None` for the operator.
+    pub client: Option<String>,
+}
+
+impl Caller {
+    /// The operator's token, an API without tokens, or an AMQP publisher that is not a client.
+    pub fn operator() -> Self {
+        Caller { client: None }
+    }
+
+    pub fn client(name: &str) -> Self {
+        Caller {
+            client: Some(name.to_string()),
+        }
+    }
+
+    /// Whether this caller may read or cancel a job owned by `owner`.
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        match &self.client {
+            None => true,
+            Some(me) => owner == Some(me.as_str()),
+        }
+    }
+
+    /// The namespace of this caller's idempotency keys.
+    fn scope(&self) -> String {
+        match &self.client {
+            None => String::new(),
+            Some(c) => format!("client:{c}"),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -109,18 +152,25 @@ impl Core {
         &self,
         req: JobRequest,
         id_hint: Option<String>,
+        caller: &Caller,
         trace: TraceContext,
     ) -> Result<Submitted, SubmitError> {
-        let span =
-            tracing::info_span!("intake", job.id = tracing::field::Empty, video = %req.video);
+        let span = tracing::info_span!(
+            "intake",
+            job.id = tracing::field::Empty,
+            video = %escaped(&req.video)
+        );
         trace.set_as_parent(&span);
-        self.accept(req, id_hint, trace).instrument(span).await
+        self.accept(req, id_hint, caller, trace)
+            .instrument(span)
+            .await
     }
 
     async fn accept(
         &self,
-        req: JobRequest,
+        mut req: JobRequest,
         id_hint: Option<String>,
+        caller: &Caller,
         trace: TraceContext,
     ) -> Result<Submitted, SubmitError> {
         validate_video(&req.video).map_err(SubmitError::Invalid)?;
@@ -129,12 +179,24 @@ impl Core {
             .resolve_job_analyzers(req.analyzers.as_deref())
             .map_err(SubmitError::Invalid)?;
         if let Some(id) = &id_hint {
-            validate_id("message id", id).map_err(SubmitError::Invalid)?;
+            check_id("message id", id).map_err(SubmitError::Invalid)?;
+        }
+        // Stored once, in its own field (not inside `request` too), and bounded.
+        let metadata = req.metadata.take().unwrap_or(serde_json::Value::Null);
+        let metadata_len = serde_json::to_vec(&metadata).map_or(0, |v| v.len());
+        if metadata_len > MAX_METADATA_BYTES {
+            return Err(SubmitError::Invalid(format!(
+                "\"metadata\" is {metadata_len} bytes as JSON; at most {MAX_METADATA_BYTES} are kept"
+            )));
         }
         let mut job_id = id_hint.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         if let Some(key) = &req.idempotency_key {
-            validate_id("idempotency_key", key).map_err(SubmitError::Invalid)?;
-            job_id = self.store.claim_idempotency_key(key, &job_id).await?;
+            check_id("idempotency_key", key).map_err(SubmitError::Invalid)?;
+            job_id = self
+                .store
+                .claim_idempotency_key(&caller.scope(), key, &job_id)
+                .await?;
+            self.check_same_request(&job_id, &req).await?;
         }
         tracing::Span::current().record("job.id", job_id.as_str());
         let plan: Vec<PlannedTask> = analyzers
@@ -161,18 +223,43 @@ impl Core {
             completed_at_ms: None,
             request: serde_json::to_value(&req).unwrap_or_default(),
             plan,
-            metadata: req.metadata.clone().unwrap_or(serde_json::Value::Null),
+            metadata,
             // The intake span, not the caller's: every later step of the job joins this trace.
             traceparent: TraceContext::current().or(trace).traceparent,
+            owner: caller.client.clone(),
         };
         let created = self.store.create_job(&meta).await?;
         if created {
             self.metrics.jobs_submitted.inc();
-            tracing::info!(job_id, analyzers = meta.total, video = %meta.video, "job accepted");
+            tracing::info!(job_id, analyzers = meta.total, video = %escaped(&meta.video), "job accepted");
         }
         // Also for an existing job: a crash during the first intake may have left tasks unpublished.
         self.advance(&job_id).await?;
         Ok(Submitted { job_id, created })
+    }
+
+    /// An idempotency key names one request: the same key again with another video or
+    /// another set of analyzers is refused, not answered with the first job.
+    async fn check_same_request(&self, job_id: &str, req: &JobRequest) -> Result<(), SubmitError> {
+        let Some(existing) = self.store.job(job_id).await? else {
+            return Ok(());
+        };
+        let stored_video = existing.request.get("video").and_then(|v| v.as_str());
+        let stored_analyzers = existing
+            .request
+            .get("analyzers")
+            .cloned()
+            .unwrap_or_default();
+        let asked = serde_json::to_value(&req.analyzers).unwrap_or_default();
+        let same = stored_video == Some(req.video.as_str()) && stored_analyzers == asked;
+        if same {
+            Ok(())
+        } else {
+            Err(SubmitError::Invalid(
+                "idempotency_key was already used for a different request (video or analyzers differ)"
+                    .into(),
+            ))
+        }
     }
 
     /// Brings a job forward from what Redis says: skip dependents of failed hard
@@ -444,8 +531,10 @@ fn validate_video(video: &str) -> Result<(), String> {
     if v.is_empty() {
         return Err("\"video\" is empty: give a local path or an http(s) URL".into());
     }
-    if v.len() > 4096 || v.contains('\0') {
-        return Err("\"video\" is not a usable path or URL (too long or contains NUL)".into());
+    if v.len() > MAX_VIDEO_LEN || v.chars().any(char::is_control) {
+        return Err(format!(
+            "\"video\" is not a usable path or URL (longer than {MAX_VIDEO_LEN} bytes or holds control characters)"
+        ));
     }
     if let Some((scheme, rest)) = v.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
@@ -455,23 +544,11 @@ fn validate_video(video: &str) -> Result<(), String> {
             ));
         }
         if scheme != "file" && rest.split('/').next().unwrap_or("").is_empty() {
-            return Err(format!("\"video\" URL {v:?} has no host"));
+            return Err(format!(
+                "\"video\" URL {} has no host",
+                common::text::bounded(&format!("{v:?}"), 300)
+            ));
         }
-    }
-    Ok(())
-}
-
-fn validate_id(what: &str, id: &str) -> Result<(), String> {
-    if id.is_empty() || id.len() > MAX_JOB_ID_LEN {
-        return Err(format!("{what} must be 1..={MAX_JOB_ID_LEN} characters"));
-    }
-    if !id
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-    {
-        return Err(format!(
-            "{what} {id:?} may only hold ASCII letters, digits, '-', '_', '.', ':'"
-        ));
     }
     Ok(())
 }
@@ -494,9 +571,8 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_checked() {
-        assert!(validate_id("id", "3f2a-b_c.d:e").is_ok());
-        assert!(validate_id("id", "a b").is_err());
-        assert!(validate_id("id", &"x".repeat(200)).is_err());
+    fn control_characters_are_not_a_video() {
+        assert!(validate_video("/v.mp4\nINFO forged").is_err());
+        assert!(validate_video("/v\u{1b}[31m.mp4").is_err());
     }
 }

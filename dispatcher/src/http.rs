@@ -1,14 +1,18 @@
 //! The dispatcher's HTTP API: submit jobs, read status and results, cancel; health and metrics.
 //!
-//! When `FLEET_API_TOKEN` is set every route but the probes (`/healthz`, `/readyz`) and the
-//! contract (`/openapi.json`) requires `Authorization: Bearer <token>`. Every handler is
+//! When a token is configured every route but the probes (`/healthz`, `/readyz`) and the
+//! contract (`/openapi.json`) requires `Authorization: Bearer <token>`: the operator's
+//! `FLEET_API_TOKEN` opens everything, a client's token from `FLEET_CLIENT_TOKENS` opens that
+//! client's own jobs (another client's job answers 404, as an unknown one does) and not
+//! `/metrics`. Tokens are compared by their SHA-256 digests in constant time. Ids in paths
+//! follow `common::ids`. Every handler is
 //! registered through `utoipa-axum`'s `routes!`, so it is in `/openapi.json` by construction.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -17,14 +21,17 @@ use common::api::{
     ApiError, CancelAnswer, JobList, JobResult, JobView, ListQuery, Progress, Readiness,
     StageProgress, SubmitAnswer,
 };
+use common::auth::{bearer, bytes_match, token_matches};
 use common::codec;
+use common::ids::check_id;
 use common::message::{JobRequest, Outcome, OutcomeStatus};
 use common::store::JobMeta;
 use common::telemetry::TraceContext;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::core::{Core, SubmitError};
+use crate::core::{Caller, Core, SubmitError};
+use crate::intake::MAX_REQUEST_BYTES;
 use crate::{openapi, ui};
 
 pub fn router(core: Arc<Core>) -> Router {
@@ -32,7 +39,10 @@ pub fn router(core: Arc<Core>) -> Router {
     let (open, _) = public_routes().split_for_parts();
     Router::new()
         .merge(open)
-        .merge(api.route_layer(middleware::from_fn_with_state(core.clone(), auth)))
+        .merge(
+            api.route_layer(middleware::from_fn_with_state(core.clone(), auth))
+                .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
         .merge(ui::router(core.clone()))
         .with_state(core)
 }
@@ -62,7 +72,9 @@ pub(crate) fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 /// Whether `headers` carry `Authorization: Bearer <the token>` (always, without a token).
 pub(crate) fn bearer_ok(core: &Core, headers: &HeaderMap) -> bool {
     let Some(token) = &core.config.connections.api_token else {
-        return true;
+        // Open only when no token at all is configured: with client tokens alone, what is
+        // the operator's (the web view of every job) stays closed.
+        return core.config.connections.client_tokens.is_empty();
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -73,21 +85,55 @@ pub(crate) fn bearer_ok(core: &Core, headers: &HeaderMap) -> bool {
         .is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()))
 }
 
-async fn auth(State(core): State<Arc<Core>>, req: Request, next: Next) -> Response {
-    if core.config.connections.api_token.is_some() {
-        let ok = bearer_ok(&core, req.headers());
-        if !ok {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token (Authorization: Bearer $FLEET_API_TOKEN)",
-            );
+/// Who the request's bearer token names; `None`: no valid token where one is needed.
+pub fn caller_of(core: &Core, headers: &HeaderMap) -> Option<Caller> {
+    let c = &core.config.connections;
+    if c.api_token.is_none() && c.client_tokens.is_empty() {
+        return Some(Caller::operator());
+    }
+    let given = bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    if c.api_token
+        .as_deref()
+        .is_some_and(|t| token_matches(given, t))
+    {
+        return Some(Caller::operator());
+    }
+    // Every client token is compared, so the time taken does not say which one matched.
+    let mut found = None;
+    for (name, token) in &c.client_tokens {
+        if token_matches(given, token) {
+            found = Some(Caller::client(name));
         }
     }
+    found
+}
+
+async fn auth(State(core): State<Arc<Core>>, mut req: Request, next: Next) -> Response {
+    let Some(caller) = caller_of(&core, req.headers()) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer $FLEET_API_TOKEN, or a client's token)",
+        );
+    };
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 
+/// Equal bytes, compared through their SHA-256 digests in constant time (the length does not
+/// show either).
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bytes_match(a, b)
+}
+
+/// 400 for an id that breaks the grammar (it could not name a job).
+fn bad_id(id: &str) -> Option<Response> {
+    check_id("job id", id)
+        .err()
+        .map(|e| error(StatusCode::BAD_REQUEST, e))
 }
 
 /// Liveness: the process answers.
@@ -128,8 +174,12 @@ async fn openapi_json() -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "probes", security(("bearer" = [])), responses(
     (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
     (status = 401, description = "missing or wrong bearer token", body = ApiError),
+    (status = 403, description = "a client's token: /metrics is the operator's", body = ApiError),
 ))]
-async fn metrics(State(core): State<Arc<Core>>) -> Response {
+async fn metrics(State(core): State<Arc<Core>>, Extension(caller): Extension<Caller>) -> Response {
+    if caller.client.is_some() {
+        return error(StatusCode::FORBIDDEN, "/metrics needs the operator's token");
+    }
     crate::queues::depths(&core).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -158,18 +208,28 @@ async fn metrics(State(core): State<Arc<Core>>) -> Response {
             )),
         (status = 400, description = "malformed body or unsupported content type", body = ApiError),
         (status = 401, description = "missing or wrong bearer token", body = ApiError),
-        (status = 413, description = "body over 2 MiB", body = String, content_type = "text/plain"),
+        (status = 413, description = "body over 256 KiB", body = String, content_type = "text/plain"),
         (status = 422, description = "a request that can never succeed (unknown analyzer, bad video)", body = ApiError),
         (status = 503, description = "Redis or RabbitMQ unavailable: try again", body = ApiError),
     ),
 )]
-async fn submit(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn submit(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let req = match codec::decode_job_request(ct, &body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                common::text::reason(&e.to_string()),
+            );
+        }
     };
     let h = |n: &str| {
         headers
@@ -181,7 +241,7 @@ async fn submit(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) 
         traceparent: h("traceparent"),
         tracestate: h("tracestate"),
     };
-    match core.submit(req, None, trace).await {
+    match core.submit(req, None, &caller, trace).await {
         Ok(s) => (
             StatusCode::ACCEPTED,
             Json(SubmitAnswer {
@@ -190,7 +250,10 @@ async fn submit(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) 
             }),
         )
             .into_response(),
-        Err(SubmitError::Invalid(reason)) => error(StatusCode::UNPROCESSABLE_ENTITY, reason),
+        Err(SubmitError::Invalid(reason)) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            common::text::reason(&reason),
+        ),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("try again: {e}")),
     }
 }
@@ -204,8 +267,13 @@ async fn submit(State(core): State<Arc<Core>>, headers: HeaderMap, body: Bytes) 
         (status = 503, description = "Redis unavailable", body = ApiError),
     ),
 )]
-async fn list(State(core): State<Arc<Core>>, Query(q): Query<ListQuery>) -> Response {
-    match recent(&core, q.limit.unwrap_or(DEFAULT_LIST).min(MAX_LIST)).await {
+async fn list(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Query(q): Query<ListQuery>,
+) -> Response {
+    let limit = q.limit.unwrap_or(DEFAULT_LIST).min(MAX_LIST);
+    match recent_for(&core, &caller, limit).await {
         Ok(jobs) => Json(JobList { jobs }).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
@@ -214,16 +282,32 @@ async fn list(State(core): State<Arc<Core>>, Query(q): Query<ListQuery>) -> Resp
 pub(crate) const DEFAULT_LIST: usize = 20;
 pub(crate) const MAX_LIST: usize = 500;
 
-/// The `limit` most recent jobs that still exist.
+/// The `limit` most recent jobs that still exist (the operator's view).
 pub(crate) async fn recent(core: &Core, limit: usize) -> Result<Vec<JobView>, String> {
+    recent_for(core, &Caller::operator(), limit).await
+}
+
+/// The `limit` most recent jobs `caller` may see.
+async fn recent_for(core: &Core, caller: &Caller, limit: usize) -> Result<Vec<JobView>, String> {
+    // A client's jobs are among everybody's recent ones: look further back for them.
+    let scan = if caller.client.is_some() {
+        MAX_LIST
+    } else {
+        limit
+    };
     let ids = core
         .store
-        .recent_jobs(limit)
+        .recent_jobs(scan)
         .await
         .map_err(|e| e.to_string())?;
     let mut jobs = Vec::new();
     for id in ids {
-        if let Ok(Some(meta)) = core.store.job(&id).await {
+        if jobs.len() >= limit {
+            break;
+        }
+        if let Ok(Some(meta)) = core.store.job(&id).await
+            && caller.may_see(meta.owner.as_deref())
+        {
             let outcomes = core.store.outcomes(&id).await.unwrap_or_default();
             jobs.push(status_body(&meta, &outcomes));
         }
@@ -231,12 +315,26 @@ pub(crate) async fn recent(core: &Core, limit: usize) -> Result<Vec<JobView>, St
     Ok(jobs)
 }
 
+/// A job and its outcomes (the operator's view).
 pub(crate) async fn load(
     core: &Core,
     id: &str,
 ) -> Result<(JobMeta, BTreeMap<String, Outcome>), Response> {
+    load_for(core, &Caller::operator(), id).await
+}
+
+/// The job and its outcomes, when `caller` may see it; 404 for an unknown job and for
+/// another client's alike, 400 for an id outside the grammar.
+async fn load_for(
+    core: &Core,
+    caller: &Caller,
+    id: &str,
+) -> Result<(JobMeta, BTreeMap<String, Outcome>), Response> {
+    if let Some(r) = bad_id(id) {
+        return Err(r);
+    }
     match core.store.job(id).await {
-        Ok(Some(meta)) => {
+        Ok(Some(meta)) if caller.may_see(meta.owner.as_deref()) => {
             let outcomes = core
                 .store
                 .outcomes(id)
@@ -244,7 +342,7 @@ pub(crate) async fn load(
                 .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
             Ok((meta, outcomes))
         }
-        Ok(None) => Err(error(
+        Ok(_) => Err(error(
             StatusCode::NOT_FOUND,
             format!("no job {id:?} (unknown or expired)"),
         )),
@@ -286,12 +384,17 @@ pub fn status_body(meta: &JobMeta, outcomes: &BTreeMap<String, Outcome>) -> JobV
     responses(
         (status = 200, description = "status and progress", body = JobView),
         (status = 401, description = "missing or wrong bearer token", body = ApiError),
-        (status = 404, description = "unknown or expired job", body = ApiError),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
+        (status = 404, description = "unknown or expired job, or another client's", body = ApiError),
         (status = 503, description = "Redis unavailable", body = ApiError),
     ),
 )]
-async fn status(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
-    match load(&core, &id).await {
+async fn status(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    match load_for(&core, &caller, &id).await {
         Ok((meta, outcomes)) => Json(status_body(&meta, &outcomes)).into_response(),
         Err(r) => r,
     }
@@ -303,12 +406,17 @@ async fn status(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Respon
     responses(
         (status = 200, description = "status, outcomes, failures, metadata", body = JobResult),
         (status = 401, description = "missing or wrong bearer token", body = ApiError),
-        (status = 404, description = "unknown or expired job", body = ApiError),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
+        (status = 404, description = "unknown or expired job, or another client's", body = ApiError),
         (status = 503, description = "Redis unavailable", body = ApiError),
     ),
 )]
-async fn result(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
-    let (meta, outcomes) = match load(&core, &id).await {
+async fn result(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    let (meta, outcomes) = match load_for(&core, &caller, &id).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -333,11 +441,19 @@ async fn result(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Respon
     responses(
         (status = 200, description = "the job's status now", body = CancelAnswer),
         (status = 401, description = "missing or wrong bearer token", body = ApiError),
-        (status = 404, description = "unknown or expired job", body = ApiError),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
+        (status = 404, description = "unknown or expired job, or another client's", body = ApiError),
         (status = 503, description = "Redis or RabbitMQ unavailable", body = ApiError),
     ),
 )]
-async fn cancel(State(core): State<Arc<Core>>, Path(id): Path<String>) -> Response {
+async fn cancel(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = load_for(&core, &caller, &id).await {
+        return r;
+    }
     match core.cancel(&id).await {
         Ok(Some(status)) => Json(CancelAnswer { job_id: id, status }).into_response(),
         Ok(None) => error(

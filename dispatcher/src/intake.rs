@@ -8,15 +8,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::broker::{dead_letter_props, delivery_count};
+use common::broker::{dead_letter_props, delivery_count, minimal_dead_letter_props};
 use common::codec;
+use common::ids::check_id;
 use common::message::{OutcomeNotice, TaskMessage};
 use common::telemetry::TraceContext;
+use common::text::escaped;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
 use tracing::Instrument;
 
-use crate::core::{Core, SubmitError};
+use crate::core::{Caller, Core, SubmitError};
+
+/// Largest job request taken (AMQP body or HTTP body): a request is a path or URL, a list of
+/// analyzer names and at most [`crate::core::MAX_METADATA_BYTES`] of metadata.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(5);
@@ -44,6 +50,13 @@ async fn retrying<T, E: std::fmt::Display, Fut: std::future::Future<Output = Res
 }
 
 pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
+    if d.data.len() > MAX_REQUEST_BYTES {
+        let reason = format!(
+            "rejected job request: {} bytes, more than the {MAX_REQUEST_BYTES} a request may have",
+            d.data.len()
+        );
+        return dead_letter(&core, d, &reason).await;
+    }
     let ct = d
         .properties
         .content_type()
@@ -60,9 +73,10 @@ pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
         .map(|m| m.as_str().to_string())
         .filter(|m| !m.is_empty());
     let trace = TraceContext::from_props(&d.properties);
+    let caller = amqp_caller(&core, &d);
     let attempt = || async {
         match core
-            .submit(req.clone(), id_hint.clone(), trace.clone())
+            .submit(req.clone(), id_hint.clone(), &caller, trace.clone())
             .await
         {
             Ok(s) => Ok(Ok(s)),
@@ -82,11 +96,34 @@ pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
     }
 }
 
+/// The AMQP publisher as a caller: RabbitMQ checks a message's `user_id` against the
+/// connection's user, so a publisher whose broker user is named like a configured client
+/// submits as that client. Anyone else with broker access is trusted like the operator.
+fn amqp_caller(core: &Core, d: &Delivery) -> Caller {
+    match d.properties.user_id() {
+        Some(user)
+            if core
+                .config
+                .connections
+                .client_tokens
+                .contains_key(user.as_str()) =>
+        {
+            Caller::client(user.as_str())
+        }
+        _ => Caller::operator(),
+    }
+}
+
 pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
     let notice: OutcomeNotice = match codec::decode(&d.data) {
         Ok(n) => n,
         Err(e) => return dead_letter(&core, d, &format!("malformed outcome notice: {e}")).await,
     };
+    if let Err(why) =
+        check_id("job_id", &notice.job_id).and_then(|_| check_id("analyzer", &notice.analyzer))
+    {
+        return dead_letter(&core, d, &format!("malformed outcome notice: {why}")).await;
+    }
     let span = tracing::info_span!(
         "outcome",
         otel.kind = "consumer",
@@ -139,11 +176,15 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
         .inc();
     if from_queue == topo.outcomes() {
         if let Ok(n) = codec::decode::<OutcomeNotice>(&d.data)
+            && check_id("job_id", &n.job_id).is_ok()
             && retrying(&core, || core.advance(&n.job_id)).await.is_none()
         {
             return;
         }
-    } else if let Ok(task) = codec::decode::<TaskMessage>(&d.data) {
+    } else if let Ok(task) = codec::decode::<TaskMessage>(&d.data)
+        && check_id("job_id", &task.job_id).is_ok()
+        && check_id("analyzer", &task.analyzer).is_ok()
+    {
         let deliveries = delivery_count(&d.properties).max(core.config.delivery_limit);
         if retrying(&core, || core.record_dead_task(&task, deliveries))
             .await
@@ -159,13 +200,20 @@ fn first_death_queue(props: &lapin::BasicProperties) -> Option<String> {
     common::broker::header_str(props, "x-first-death-queue")
 }
 
-/// Sends a message that can never be processed to `{p}.dlq` with the reason, then acks it.
+/// Sends a message that can never be processed to `{p}.dlq` with the reason (bounded), then
+/// acks it. Should the publish with the original headers fail, every later try goes without
+/// them: a dead-letter publish must not be able to fail the same way forever.
 pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
-    tracing::warn!(reason, "dead-lettering a message");
-    let props = dead_letter_props(&d.properties, reason);
+    tracing::warn!(reason = %escaped(reason), "dead-lettering a message");
+    let full = dead_letter_props(&d.properties, reason);
+    let minimal = minimal_dead_letter_props(&d.properties, reason);
     let dlq = core.broker.topology().dlq();
+    let tries = std::sync::atomic::AtomicU32::new(0);
     if retrying(core, || {
-        core.broker.publish("", &dlq, &d.data, props.clone())
+        let first = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
+        let props = if first { full.clone() } else { minimal.clone() };
+        let (broker, dlq, data) = (&core.broker, &dlq, &d.data);
+        async move { broker.publish("", dlq, data, props).await }
     })
     .await
     .is_some()

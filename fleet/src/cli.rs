@@ -65,7 +65,7 @@ pub struct SubmitArgs {
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub analyzers: Option<Vec<String>>,
     /// Submitting the same key again returns the first job instead of starting another.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_id)]
     pub idempotency_key: Option<String>,
     /// JSON passed through into the job's result, e.g. '{"source":"tiktok"}'.
     #[arg(long, value_parser = parse_json)]
@@ -84,6 +84,7 @@ pub struct SubmitArgs {
 #[derive(Debug, ClapArgs)]
 pub struct JobArgs {
     /// Job id (as printed by `fleet submit`).
+    #[arg(value_parser = parse_id)]
     pub job: String,
     /// Print the API's JSON body instead of a table.
     #[arg(long)]
@@ -135,6 +136,11 @@ pub struct UpArgs {
     /// Do not start the GPU worker (it falls back to the CPU execution provider without a GPU).
     #[arg(long)]
     pub no_gpu_worker: bool,
+}
+
+/// Ids follow the fleet's one grammar (`common::ids`): refused here, before any request.
+fn parse_id(s: &str) -> Result<String, String> {
+    common::ids::check_id("the id", s).map(|()| s.to_string())
 }
 
 fn parse_json(s: &str) -> Result<serde_json::Value, String> {
@@ -221,6 +227,15 @@ mod tests {
         assert!(e.to_string().contains("not valid JSON"), "{e}");
         assert!(parse(&["submit", "v.mp4", "--timeout", "5"]).is_err());
         assert!(parse(&["submit", "v.mp4", "--wait", "--timeout", "-1"]).is_err());
+    }
+
+    #[test]
+    fn ids_follow_the_fleet_grammar() {
+        let e = parse(&["status", "other-job:results"]).unwrap_err();
+        assert!(e.to_string().contains("not a valid id"), "{e}");
+        assert!(parse(&["cancel", "a/b"]).is_err());
+        assert!(parse(&["submit", "v.mp4", "--idempotency-key", "k:1"]).is_err());
+        assert!(parse(&["result", "3f2a9e00-0000-4000-8000-000000000001"]).is_ok());
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! Per worker process: the media of recent jobs, so a job's analyzers share one fetch and one
-//! decode. Least recently used jobs leave first, bounded by decoded memory and job count.
+//! decode, and one decode memory budget for all of them. Least recently used jobs leave first,
+//! bounded by decoded memory and job count; when a decode finds the budget full, jobs no task
+//! is using are dropped at once.
 //!
 //! Evicting only drops the cache's reference: analyzers still running keep their `Arc` and
-//! the memory is freed when the last one finishes.
+//! the memory (and its share of the budget) is freed when the last one finishes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
+use crate::budget::DecodeBudget;
 use crate::config::MediaConfig;
 use crate::media::Media;
 
 pub struct MediaCache {
     cfg: Arc<MediaConfig>,
-    inner: Mutex<Inner>,
+    budget: Arc<DecodeBudget>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 #[derive(Default)]
@@ -28,14 +32,30 @@ struct Entry {
 
 impl MediaCache {
     pub fn new(cfg: Arc<MediaConfig>) -> Self {
-        Self {
-            cfg,
-            inner: Mutex::new(Inner::default()),
-        }
+        let budget = DecodeBudget::new(cfg.decode_memory_bytes, cfg.budget_wait);
+        let inner: Arc<Mutex<Inner>> = Arc::default();
+        let weak: Weak<Mutex<Inner>> = Arc::downgrade(&inner);
+        budget.set_reclaim(Box::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                let mut inner = inner.lock().unwrap_or_else(|e| e.into_inner());
+                let before = inner.entries.len();
+                // Only the cache holds these: no task of theirs is running.
+                inner.entries.retain(|_, e| Arc::strong_count(&e.media) > 1);
+                let dropped = before - inner.entries.len();
+                if dropped > 0 {
+                    tracing::debug!(dropped, "decode budget full: idle jobs' media dropped");
+                }
+            }
+        }));
+        Self { cfg, budget, inner }
     }
 
-    /// The job's media, created (lazily, without I/O) on first use. A handle whose fetch or
-    /// decode failed transiently is replaced, so a retried task tries again.
+    /// The budget every job's decodes draw on.
+    pub fn budget(&self) -> &Arc<DecodeBudget> {
+        &self.budget
+    }
+
+    /// The job's media, created (lazily, without I/O) on first use.
     pub fn get(&self, job_id: &str, source: &str) -> Arc<Media> {
         let mut inner = self.lock();
         inner.clock += 1;
@@ -43,9 +63,9 @@ impl MediaCache {
         let reusable = inner
             .entries
             .get(job_id)
-            .is_some_and(|e| e.media.source() == source && !e.media.has_transient_failure());
+            .is_some_and(|e| e.media.source() == source);
         if !reusable {
-            let media = Media::new(source, self.cfg.clone());
+            let media = Media::with_budget(source, self.cfg.clone(), self.budget.clone());
             inner.entries.insert(
                 job_id.to_string(),
                 Entry {

@@ -1,13 +1,26 @@
-//! ffmpeg decodes: sampled RGB frames at a reduced size, and the audio track as 16 kHz mono.
+//! ffmpeg decodes: sampled RGB frames at reduced sizes, and the audio track as 16 kHz mono.
+//!
+//! One decode pass yields every frame spec asked for together: a single ffmpeg process
+//! decodes the video once and a `split` filter feeds one `fps,scale` branch per spec, each
+//! written to its own Unix socket. Decoding is the expensive part; each extra branch costs
+//! only its scaling.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::net::UnixListener;
 
 use crate::config::MediaConfig;
-use crate::probe::{Probed, file_arg, tool_error};
-use crate::process::{ToolOutput, run_tool, stderr_summary};
+use crate::probe::{Probed, file_arg, limit_hit, tool_error};
+use crate::process::{
+    Limits, SocketOutput, ToolOutput, run_tool, run_with_sockets, stderr_summary,
+};
 use crate::types::{AUDIO_SAMPLE_RATE, Audio, FrameSpec, Frames, MediaError};
 
-/// Frame rate used for the filter and the frame times of one decode.
+/// Decoded audio per second of track: 16 kHz mono f32.
+const AUDIO_BYTES_PER_SEC: f64 = AUDIO_SAMPLE_RATE as f64 * 4.0;
+
+/// Frame rate used for the filter and the frame times of one spec.
 fn sample_rate(spec: FrameSpec, probed: &Probed) -> (String, f64) {
     match spec.fps_milli {
         Some(milli) => {
@@ -28,42 +41,158 @@ pub(crate) fn output_size(width: u32, height: u32, max_side: u32) -> (u32, u32) 
     (even(width), even(height))
 }
 
-pub(crate) async fn decode_frames(
+/// Seconds of input a decode reads: the probed duration and half a second of slack, never past
+/// `media.max_duration`. A container that understates its length cannot make a decode run
+/// (and allocate) past what was checked and reserved.
+fn read_window(probed: &Probed, cfg: &MediaConfig) -> f64 {
+    (probed.probe.duration_s + 0.5).min(cfg.max_duration.as_secs_f64())
+}
+
+/// The limits the probe lets us check before decoding anything.
+pub(crate) fn check_limits(probed: &Probed, cfg: &MediaConfig) -> Result<(), MediaError> {
+    let p = &probed.probe;
+    let max = cfg.max_duration.as_secs_f64();
+    if p.duration_s > max {
+        return Err(MediaError::Limit(format!(
+            "the media lasts {:.0} s, longer than the {max:.0} s allowed (media.max_duration_secs)",
+            p.duration_s
+        )));
+    }
+    if p.has_video && p.width.max(p.height) > cfg.max_dimension {
+        return Err(MediaError::Limit(format!(
+            "the picture is {}x{}, larger than {} px on a side (media.max_dimension)",
+            p.width, p.height, cfg.max_dimension
+        )));
+    }
+    Ok(())
+}
+
+/// One spec's place in a pass: output size, sampling, and the bytes it may produce.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    pub spec: FrameSpec,
+    width: u32,
+    height: u32,
+    rate_expr: String,
+    rate: f64,
+    /// Upper bound of the output: the memory reserved for it, and where reading stops.
+    pub bytes: u64,
+}
+
+impl Planned {
+    fn frame_bytes(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height) * 3
+    }
+}
+
+/// Sizes, rates and memory bounds of `specs` for this video.
+pub(crate) fn plan(probed: &Probed, specs: &[FrameSpec], cfg: &MediaConfig) -> Vec<Planned> {
+    let window = read_window(probed, cfg);
+    specs
+        .iter()
+        .map(|&spec| {
+            let p = &probed.probe;
+            let (width, height) = output_size(p.width, p.height, spec.max_side);
+            let (rate_expr, rate) = sample_rate(spec, probed);
+            // The fps filter can add a frame at either end; the bound covers that.
+            let frames = (window * rate).ceil() as u64 + 2;
+            let mut planned = Planned {
+                spec,
+                width,
+                height,
+                rate_expr,
+                rate,
+                bytes: 0,
+            };
+            planned.bytes = frames * planned.frame_bytes();
+            planned
+        })
+        .collect()
+}
+
+/// Bytes an audio decode may produce (and reserves).
+pub(crate) fn audio_bytes(probed: &Probed, cfg: &MediaConfig) -> u64 {
+    (read_window(probed, cfg) * AUDIO_BYTES_PER_SEC) as u64
+}
+
+/// A private directory for the sockets of one pass, removed with everything in it on drop.
+struct SocketDir(PathBuf);
+
+impl SocketDir {
+    fn create() -> Result<Self, MediaError> {
+        use std::os::unix::fs::DirBuilderExt;
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Short: a socket path must fit in 108 bytes.
+        let dir = std::env::temp_dir().join(format!("fleet-dec-{}-{n}", std::process::id()));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| MediaError::Io(format!("creating {}: {e}", dir.display())))?;
+        Ok(SocketDir(dir))
+    }
+}
+
+impl Drop for SocketDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One ffmpeg run decoding the video once into every planned spec. Each spec's result stands
+/// alone (a spec whose branch produced no frame fails, the others do not); a failure of the
+/// run as a whole is the outer error.
+pub(crate) async fn decode_pass(
     path: &Path,
     probed: &Probed,
-    spec: FrameSpec,
+    planned: &[Planned],
     cfg: &MediaConfig,
-) -> Result<Frames, MediaError> {
-    let probe = &probed.probe;
-    if !probe.has_video {
+) -> Result<Vec<Result<Frames, MediaError>>, MediaError> {
+    if !probed.probe.has_video {
         return Err(MediaError::NoVideoStream);
     }
-    let (width, height) = output_size(probe.width, probe.height, spec.max_side);
-    let (rate_expr, rate) = sample_rate(spec, probed);
-    let frame_bytes = u64::from(width) * u64::from(height) * 3;
-    // The fps filter can add a frame at either end; the bound covers that.
-    let expected_frames = (probe.duration_s * rate).ceil() as u64 + 2;
-    let expected_bytes = expected_frames * frame_bytes;
-    if expected_bytes > cfg.decode_memory_bytes {
-        return Err(MediaError::DecodeTooLarge {
-            bytes: expected_bytes,
-            limit: cfg.decode_memory_bytes,
-        });
+    check_limits(probed, cfg)?;
+    if planned.is_empty() {
+        return Ok(Vec::new());
     }
-    let filter = format!("fps={rate_expr},scale={width}:{height}:flags=area");
-    let mut args = input_args(path, cfg);
-    args.extend(
-        ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter]
-            .into_iter()
-            .chain(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
-            .map(String::from),
-    );
-    let out = run_tool(
+    let dir = SocketDir::create()?;
+    let mut outputs = Vec::with_capacity(planned.len());
+    let mut graph = format!("[0:v:0]split={}", planned.len());
+    for i in 0..planned.len() {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    let mut args = input_args(path, read_window(probed, cfg), cfg);
+    let mut maps = Vec::new();
+    for (i, p) in planned.iter().enumerate() {
+        graph.push_str(&format!(
+            ";[s{i}]fps={},scale={}:{}:flags=area[o{i}]",
+            p.rate_expr, p.width, p.height
+        ));
+        let sock = dir.0.join(format!("o{i}"));
+        let listener = UnixListener::bind(&sock)
+            .map_err(|e| MediaError::Io(format!("listening on {}: {e}", sock.display())))?;
+        outputs.push(SocketOutput {
+            listener,
+            limit: p.bytes,
+        });
+        maps.extend([
+            "-map".to_string(),
+            format!("[o{i}]"),
+            "-f".into(),
+            "rawvideo".into(),
+            "-pix_fmt".into(),
+            "rgb24".into(),
+            format!("unix:{}", sock.display()),
+        ]);
+    }
+    args.extend(["-filter_complex".to_string(), graph]);
+    args.extend(maps);
+    let run = run_with_sockets(
         &cfg.ffmpeg,
         &args,
+        Limits::of(cfg),
         cfg.decode_timeout,
-        cfg.decode_memory_bytes,
-        expected_bytes as usize,
+        outputs,
     )
     .await
     .map_err(|e| match e {
@@ -73,21 +202,35 @@ pub(crate) async fn decode_frames(
         },
         e => tool_error("ffmpeg", e),
     })?;
-    check_decode(&out, "video")?;
-    let mut data = out.stdout;
-    let count = data.len() / frame_bytes as usize;
+    let out = ToolOutput {
+        success: run.success,
+        signal: run.signal,
+        stdout: Vec::new(),
+        stderr: run.stderr,
+    };
+    check_decode(&out, "video", cfg)?;
+    Ok(planned
+        .iter()
+        .zip(run.outputs)
+        .map(|(p, data)| frames_of(p, data))
+        .collect())
+}
+
+fn frames_of(p: &Planned, mut data: Vec<u8>) -> Result<Frames, MediaError> {
+    let frame_bytes = p.frame_bytes() as usize;
+    let count = data.len() / frame_bytes;
     if count == 0 {
         return Err(MediaError::Truncated(
             "no video frame could be decoded".into(),
         ));
     }
-    data.truncate(count * frame_bytes as usize);
+    data.truncate(count * frame_bytes);
     data.shrink_to_fit();
-    let times = (0..count).map(|i| i as f64 / rate).collect();
+    let times = (0..count).map(|i| i as f64 / p.rate).collect();
     Ok(Frames {
-        spec,
-        width,
-        height,
+        spec: p.spec,
+        width: p.width,
+        height: p.height,
         times,
         data,
     })
@@ -101,10 +244,10 @@ pub(crate) async fn decode_audio(
     if !probed.probe.has_audio {
         return Err(MediaError::NoAudioTrack);
     }
-    let expected_bytes =
-        ((probed.probe.duration_s + 1.0) * f64::from(AUDIO_SAMPLE_RATE) * 4.0) as u64;
+    check_limits(probed, cfg)?;
+    let bound = audio_bytes(probed, cfg);
     let rate = AUDIO_SAMPLE_RATE.to_string();
-    let mut args = input_args(path, cfg);
+    let mut args = input_args(path, read_window(probed, cfg), cfg);
     args.extend(
         [
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", &rate, "-f", "f32le", "pipe:1",
@@ -114,13 +257,20 @@ pub(crate) async fn decode_audio(
     let out = run_tool(
         &cfg.ffmpeg,
         &args,
+        Limits::of(cfg),
         cfg.decode_timeout,
-        cfg.decode_memory_bytes,
-        expected_bytes as usize,
+        bound,
+        bound as usize,
     )
     .await
-    .map_err(|e| tool_error("ffmpeg", e))?;
-    check_decode(&out, "audio")?;
+    .map_err(|e| match e {
+        crate::process::ToolError::TooMuchOutput { limit } => MediaError::DecodeTooLarge {
+            bytes: limit + 1,
+            limit,
+        },
+        e => tool_error("ffmpeg", e),
+    })?;
+    check_decode(&out, "audio", cfg)?;
     let samples: Vec<f32> = out
         .stdout
         .chunks_exact(4)
@@ -137,22 +287,37 @@ pub(crate) async fn decode_audio(
     })
 }
 
-fn input_args(path: &Path, cfg: &MediaConfig) -> Vec<String> {
+/// Everything before and including the input: quiet, threads, only local files and allowed
+/// demuxers (a playlist inside a file must not make ffmpeg open other files or URLs), and at
+/// most `seconds` of input.
+fn input_args(path: &Path, seconds: f64, cfg: &MediaConfig) -> Vec<String> {
     let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "error"]
         .map(String::from)
         .into();
     if cfg.ffmpeg_threads > 0 {
         args.extend(["-threads".into(), cfg.ffmpeg_threads.to_string()]);
     }
-    // Only local files: a playlist inside a file must not make ffmpeg fetch URLs (SSRF).
-    args.extend(["-protocol_whitelist", "file", "-i"].map(String::from));
+    args.extend([
+        "-protocol_whitelist".into(),
+        "file".into(),
+        "-format_whitelist".into(),
+        cfg.format_whitelist(),
+        "-t".into(),
+        format!("{seconds:.3}"),
+        "-i".into(),
+    ]);
     args.push(file_arg(path));
     args
 }
 
 /// A decode that failed, or that "succeeded" over a file cut short, is a truncated file:
-/// the probe already said the container is fine.
-fn check_decode(out: &ToolOutput, what: &str) -> Result<(), MediaError> {
+/// the probe already said the container is fine. Unless ffmpeg hit its process limits.
+fn check_decode(out: &ToolOutput, what: &str, cfg: &MediaConfig) -> Result<(), MediaError> {
+    if !out.success
+        && let Some(e) = limit_hit("ffmpeg", &out.stderr, out.signal, cfg)
+    {
+        return Err(e);
+    }
     let cut_short =
         out.stderr.contains("partial file") || out.stderr.contains("moov atom not found");
     if !out.success || cut_short {

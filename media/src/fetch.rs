@@ -61,18 +61,35 @@ pub(crate) async fn fetch(source: &str, cfg: &MediaConfig) -> Result<PathBuf, Me
     }
 }
 
+/// A local source: only a regular file whose real path (every link resolved) lies under one
+/// of `media.local_roots`. Every refusal reads the same, whatever the reason, so a submitter
+/// cannot probe which paths exist. The resolved path is what ffprobe/ffmpeg open.
 async fn local(path: &Path, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
-    let meta = tokio::fs::metadata(path)
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => MediaError::NotFound(path.display().to_string()),
-            _ => MediaError::Io(format!("{}: {e}", path.display())),
-        })?;
+    let refused = || {
+        MediaError::NotFound(format!(
+            "local file {} (local sources must be regular files under media.local_roots)",
+            shown(&path.display().to_string())
+        ))
+    };
+    if cfg.local_roots.is_empty() {
+        return Err(refused());
+    }
+    let real = tokio::fs::canonicalize(path).await.map_err(|_| refused())?;
+    let mut inside = false;
+    for root in &cfg.local_roots {
+        if let Ok(root) = tokio::fs::canonicalize(root).await
+            && real.starts_with(&root)
+        {
+            inside = true;
+            break;
+        }
+    }
+    if !inside {
+        return Err(refused());
+    }
+    let meta = tokio::fs::metadata(&real).await.map_err(|_| refused())?;
     if !meta.is_file() {
-        return Err(MediaError::NotAVideo(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+        return Err(refused());
     }
     if meta.len() > cfg.max_bytes {
         return Err(MediaError::TooLarge {
@@ -80,7 +97,18 @@ async fn local(path: &Path, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
             limit: cfg.max_bytes,
         });
     }
-    std::path::absolute(path).map_err(|e| MediaError::Io(format!("{}: {e}", path.display())))
+    Ok(real)
+}
+
+/// A submitted reference as it appears in messages: quoted (control characters escaped) and
+/// cut to a length a message can carry.
+pub(crate) fn shown(s: &str) -> String {
+    const KEEP: usize = 200;
+    let mut cut: String = s.chars().take(KEEP).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
 }
 
 fn unreachable(url: &str, reason: impl Into<String>) -> MediaError {
@@ -103,12 +131,16 @@ fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 async fn download(url: &str, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
-    if let Some(path) = store::lookup_url(&cfg.cache_dir, url).await {
-        tracing::debug!(url, path = %path.display(), "media download cache hit");
-        return Ok(path);
-    }
     let mut current =
         Url::parse(url).map_err(|_| MediaError::UnsupportedSource(url.to_string()))?;
+    // The guard first: a URL the guard refuses today is refused even when an earlier
+    // download (under another configuration) left its bytes in the cache.
+    resolve_checked(&current, cfg).await?;
+    store::ensure_dir(&cfg.cache_dir).await?;
+    if let Some(path) = store::lookup_url(&cfg.cache_dir, url).await {
+        tracing::debug!(url = ?url, path = %path.display(), "media download cache hit");
+        return Ok(path);
+    }
     for _ in 0..=cfg.max_redirects {
         let response = request(&current, cfg).await?;
         let status = response.status();
@@ -144,8 +176,8 @@ async fn download(url: &str, cfg: &MediaConfig) -> Result<PathBuf, MediaError> {
     ))
 }
 
-/// One request, redirects not followed, connected to the address the guard approved.
-async fn request(url: &Url, cfg: &MediaConfig) -> Result<reqwest::Response, MediaError> {
+/// The host of `url` resolved once and the address the guard approves, with the host name.
+async fn resolve_checked(url: &Url, cfg: &MediaConfig) -> Result<(String, SocketAddr), MediaError> {
     let shown = url.as_str();
     let port = url.port_or_known_default().unwrap_or(80);
     let (host, addrs): (String, Vec<SocketAddr>) = match url.host() {
@@ -163,6 +195,13 @@ async fn request(url: &Url, cfg: &MediaConfig) -> Result<reqwest::Response, Medi
         None => return Err(MediaError::UnsupportedSource(shown.to_string())),
     };
     let addr = choose_address(cfg, &host, &addrs)?;
+    Ok((host, addr))
+}
+
+/// One request, redirects not followed, connected to the address the guard approved.
+async fn request(url: &Url, cfg: &MediaConfig) -> Result<reqwest::Response, MediaError> {
+    let shown = url.as_str();
+    let (host, addr) = resolve_checked(url, cfg).await?;
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(cfg.connect_timeout)
@@ -205,14 +244,6 @@ async fn save(
             limit: cfg.max_bytes,
         });
     }
-    tokio::fs::create_dir_all(&cfg.cache_dir)
-        .await
-        .map_err(|e| {
-            MediaError::Io(format!(
-                "creating {}: {e} (media.cache_dir)",
-                cfg.cache_dir.display()
-            ))
-        })?;
     let partial = PartialFile(store::partial_path(&cfg.cache_dir));
     let file = tokio::fs::File::create(&partial.0)
         .await
@@ -220,8 +251,27 @@ async fn save(
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let started = tokio::time::Instant::now();
     loop {
-        let chunk = response.chunk().await.map_err(|e| {
+        // The next chunk must come while the average rate still meets the minimum.
+        let next = response.chunk();
+        let chunk = match rate_deadline(cfg, size) {
+            Some(after) => tokio::time::timeout_at(started + after, next)
+                .await
+                .map_err(|_| {
+                    unreachable(
+                        url,
+                        format!(
+                            "slower than the minimum of {} bytes/s after {} s \
+                             ({size} bytes so far; media.min_download_rate)",
+                            cfg.min_download_rate,
+                            started.elapsed().as_secs()
+                        ),
+                    )
+                })?,
+            None => next.await,
+        };
+        let chunk = chunk.map_err(|e| {
             let why = if e.is_timeout() {
                 "timed out while downloading".into()
             } else {
@@ -257,8 +307,20 @@ async fn save(
     let digest = store::hex(&hasher.finalize());
     let path = store::commit(&cfg.cache_dir, &partial.0, &digest, url).await?;
     store::evict(&cfg.cache_dir, cfg.cache_max_bytes, &path).await;
-    tracing::info!(url, bytes = size, sha256 = %digest, "downloaded media");
+    tracing::info!(url = ?url, bytes = size, sha256 = %digest, "downloaded media");
     Ok(path)
+}
+
+/// How long after the start of a download the byte after `received` may arrive: the grace
+/// period, or the time at which `received + 1` bytes meet the minimum rate, whichever is
+/// later. `None`: no minimum.
+fn rate_deadline(cfg: &MediaConfig, received: u64) -> Option<std::time::Duration> {
+    if cfg.min_download_rate == 0 {
+        return None;
+    }
+    let by_rate =
+        std::time::Duration::from_secs_f64((received + 1) as f64 / cfg.min_download_rate as f64);
+    Some(by_rate.max(cfg.download_grace))
 }
 
 /// Removes a download that did not finish (error, limit, cancelled task).

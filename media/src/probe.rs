@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::config::MediaConfig;
-use crate::process::{ToolError, run_tool, stderr_summary};
+use crate::process::{Limits, ToolError, run_tool, stderr_summary};
 use crate::types::{MediaError, Probe};
 
 /// ffprobe's JSON for one file is a few kilobytes; anything far past that is not a probe.
@@ -23,6 +23,8 @@ pub(crate) struct Probed {
     pub probe: Probe,
     /// The frame rate as ffprobe wrote it ("30000/1001"), for an exact `fps` filter.
     pub fps_expr: String,
+    /// ffprobe's `format_name` (e.g. `mov,mp4,m4a,3gp,3g2,mj2`).
+    pub format_name: String,
 }
 
 #[derive(Deserialize)]
@@ -71,11 +73,14 @@ pub(crate) async fn probe_file(path: &Path, cfg: &MediaConfig) -> Result<Probed,
     if size_bytes == 0 {
         return Err(MediaError::NotAVideo("the file is empty (0 bytes)".into()));
     }
+    let whitelist = cfg.format_whitelist();
     let args: Vec<String> = [
         "-v",
         "error",
         "-protocol_whitelist",
         "file",
+        "-format_whitelist",
+        &whitelist,
         "-print_format",
         "json",
         "-show_format",
@@ -88,6 +93,7 @@ pub(crate) async fn probe_file(path: &Path, cfg: &MediaConfig) -> Result<Probed,
     let out = run_tool(
         &cfg.ffprobe,
         &args,
+        Limits::of(cfg),
         cfg.probe_timeout,
         PROBE_OUTPUT_LIMIT,
         16 << 10,
@@ -95,11 +101,88 @@ pub(crate) async fn probe_file(path: &Path, cfg: &MediaConfig) -> Result<Probed,
     .await
     .map_err(|e| tool_error("ffprobe", e))?;
     if !out.success {
+        if let Some(e) = limit_hit("ffprobe", &out.stderr, out.signal, cfg) {
+            return Err(e);
+        }
+        if let Some(format) = refused_format(&out.stderr) {
+            return Err(format_refused(&format));
+        }
         return Err(classify_unreadable(path, &out.stderr).await);
     }
-    let parsed: Output = serde_json::from_slice(&out.stdout)
-        .map_err(|e| MediaError::Tool(format!("ffprobe printed unexpected JSON: {e}")))?;
+    let probed = parse_output(&out.stdout, size_bytes)?;
+    if !cfg.format_allowed(&probed.format_name) {
+        return Err(format_refused(&probed.format_name));
+    }
+    Ok(probed)
+}
+
+/// ffprobe's JSON (`-show_format -show_streams`) for a file of `size_bytes` → what a decode
+/// needs, or the error that says which bad input it is. Public for the fuzz target only.
+#[doc(hidden)]
+pub fn parse_probe_output(json: &[u8], size_bytes: u64) -> Result<Probe, MediaError> {
+    parse_output(json, size_bytes).map(|p| p.probe)
+}
+
+pub(crate) fn parse_output(json: &[u8], size_bytes: u64) -> Result<Probed, MediaError> {
+    let parsed: Output = serde_json::from_slice(json).map_err(|e| {
+        let mut why = e.to_string();
+        why.truncate(200);
+        MediaError::Tool(format!("ffprobe printed unexpected JSON: {why}"))
+    })?;
     interpret(parsed, size_bytes)
+}
+
+fn format_refused(format: &str) -> MediaError {
+    MediaError::NotAVideo(format!(
+        "container format {} is not allowed (media.allowed_formats)",
+        crate::fetch::shown(format)
+    ))
+}
+
+/// The demuxer ffmpeg refused for not being on `-format_whitelist`: its log line reads
+/// "[hls @ 0x55…] Format not on whitelist 'mov,…'".
+fn refused_format(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|l| {
+        if !l.contains("not on whitelist") || !l.starts_with('[') {
+            return None;
+        }
+        let name = l[1..].split(" @ ").next()?;
+        Some(name.to_string())
+    })
+}
+
+/// ffmpeg/ffprobe stopped by their process limits: allocation failures under RLIMIT_DATA,
+/// SIGXCPU or SIGKILL at RLIMIT_CPU.
+pub(crate) fn limit_hit(
+    tool: &str,
+    stderr: &str,
+    signal: Option<i32>,
+    cfg: &MediaConfig,
+) -> Option<MediaError> {
+    const SIGKILL: i32 = 9;
+    const SIGXCPU: i32 = 24;
+    // Allocation failures read differently per codec ("Cannot allocate memory",
+    // "get_buffer() failed", "Could not allocate ...").
+    let out_of_memory = [
+        "Cannot allocate memory",
+        "get_buffer() failed",
+        "Could not allocate",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m));
+    if cfg.ffmpeg_memory_bytes > 0 && out_of_memory {
+        return Some(MediaError::Limit(format!(
+            "{tool} ran out of its memory limit of {} bytes (media.ffmpeg_memory_bytes)",
+            cfg.ffmpeg_memory_bytes
+        )));
+    }
+    if cfg.ffmpeg_cpu_secs > 0 && matches!(signal, Some(SIGXCPU) | Some(SIGKILL)) {
+        return Some(MediaError::Limit(format!(
+            "{tool} was stopped by its CPU limit of {} s (media.ffmpeg_cpu_secs)",
+            cfg.ffmpeg_cpu_secs
+        )));
+    }
+    None
 }
 
 /// `file:` keeps ffmpeg from reading protocol prefixes ("concat:", "http:") out of a path.
@@ -240,7 +323,11 @@ fn interpret(out: Output, size_bytes: u64) -> Result<Probed, MediaError> {
         bit_rate: format.and_then(|f| f.bit_rate.as_deref()?.parse().ok()),
         size_bytes,
     };
-    Ok(Probed { probe, fps_expr })
+    Ok(Probed {
+        probe,
+        fps_expr,
+        format_name,
+    })
 }
 
 /// Rotation in ffprobe's display-matrix convention (counter-clockwise degrees, as ffmpeg

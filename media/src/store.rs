@@ -44,8 +44,70 @@ pub(crate) fn partial_path(dir: &Path) -> PathBuf {
     dir.join(format!(".part-{}-{n}-{nanos}", std::process::id()))
 }
 
+/// Creates the cache directory (mode 0700) or checks the one that is there: a real directory,
+/// owned by this process's user, writable by nobody else. Anyone who could write into it
+/// could plant the "download" of any URL (the index is trusted), so an unsafe directory is
+/// refused rather than used.
+pub(crate) async fn ensure_dir(dir: &Path) -> Result<(), MediaError> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || check_dir(&dir))
+        .await
+        .map_err(|e| MediaError::Io(format!("checking media.cache_dir: {e}")))?
+}
+
+fn check_dir(dir: &Path) -> Result<(), MediaError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| io_err("creating", dir, e))?;
+        }
+        Err(e) => return Err(io_err("reading", dir, e)),
+        Ok(_) => {}
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| io_err("reading", dir, e))?;
+    let unsafe_dir = |why: String| {
+        MediaError::Setup(format!(
+            "media.cache_dir {} {why}: give the worker a directory of its own (chmod 700,              owned by the worker's user)",
+            dir.display()
+        ))
+    };
+    if !meta.file_type().is_dir() {
+        return Err(unsafe_dir(
+            "is not a directory (or is a symbolic link)".into(),
+        ));
+    }
+    let me = current_uid()?;
+    if meta.uid() != me {
+        return Err(unsafe_dir(format!(
+            "is owned by uid {}, not by this worker (uid {me})",
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "is writable by group or others (mode {:o})",
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+/// The effective uid of this process: `/proc/self` is owned by it.
+fn current_uid() -> Result<u32, MediaError> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| MediaError::Io(format!("reading /proc/self: {e}")))
+}
+
 /// The cached file for `url`, if an earlier download left one. Video URLs of the platforms we
-/// analyze are immutable (a new upload gets a new URL), so the index is trusted.
+/// analyze are immutable (a new upload gets a new URL), so the index is trusted: callers check
+/// the URL against the address guard first and the directory with [`ensure_dir`].
 pub(crate) async fn lookup_url(dir: &Path, url: &str) -> Option<PathBuf> {
     let digest = tokio::fs::read_to_string(index_path(dir, url)).await.ok()?;
     let digest = digest.trim();

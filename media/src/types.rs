@@ -121,7 +121,9 @@ pub enum MediaError {
         "refused address {0}: private, loopback, link-local or metadata targets are not allowed (media.allow_hosts)"
     )]
     Refused(String),
-    #[error("file not found: {0}")]
+    /// Missing, unreadable, not a regular file, or outside `media.local_roots`: one answer
+    /// for all, so a submitter learns nothing about files it may not read.
+    #[error("not found or not allowed: {0}")]
     NotFound(String),
     #[error("unsupported source {0:?}: give a local path or an http(s) URL")]
     UnsupportedSource(String),
@@ -130,6 +132,16 @@ pub enum MediaError {
          (media.decode_memory_bytes): ask for fewer frames per second or a smaller max_side"
     )]
     DecodeTooLarge { bytes: u64, limit: u64 },
+    /// Over a limit checked before or during decoding (duration, picture size, ffmpeg's own
+    /// memory or CPU limit): the message names the setting.
+    #[error("over a limit: {0}")]
+    Limit(String),
+    /// The worker's decode memory budget stayed full: the task goes back to the queue.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The worker's own setup is unsafe or broken (e.g. a download cache others can write).
+    #[error("worker setup: {0}")]
+    Setup(String),
     #[error("ffmpeg/ffprobe could not run: {0} (install ffmpeg)")]
     Tool(String),
     #[error("i/o error: {0}")]
@@ -140,6 +152,12 @@ impl MediaError {
     /// Whether the same request may work later (network hiccup), so the task should be retried.
     pub fn is_transient(&self) -> bool {
         matches!(self, MediaError::Unreachable { .. } | MediaError::Io(_))
+    }
+
+    /// Whether the machine, not the input, is short of something: try elsewhere or later
+    /// without counting an attempt.
+    pub fn is_requeue(&self) -> bool {
+        matches!(self, MediaError::Busy(_))
     }
 
     /// Whether this outcome is a `skipped` (the analyzer has nothing to work on) rather than

@@ -20,16 +20,28 @@ struct Server {
 
 /// Serves: /video.mp4 and /other.mp4 (with Content-Length), /nolength (body until close),
 /// /redirect-ok (to /video.mp4 on 127.0.0.1), /redirect-away (to 127.0.0.2), /missing (404),
-/// /hang (never answers).
+/// /hang (never answers), /flaky (503 the first time, then the video), /trickle (a byte every
+/// 100 ms), /playlist.mp4 (the `playlist` bytes).
 async fn serve(video: Vec<u8>, other: Vec<u8>) -> Server {
+    serve_with(video, other, Vec::new()).await
+}
+
+async fn serve_with(video: Vec<u8>, other: Vec<u8>, playlist: Vec<u8>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let (video, other, counter) = (Arc::new(video), Arc::new(other), hits.clone());
+    let playlist = Arc::new(playlist);
+    let flaky = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
-            let (video, other) = (video.clone(), other.clone());
+            let (video, other, playlist, flaky) = (
+                video.clone(),
+                other.clone(),
+                playlist.clone(),
+                flaky.clone(),
+            );
             tokio::spawn(async move {
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
@@ -68,6 +80,27 @@ async fn serve(video: Vec<u8>, other: Vec<u8>) -> Server {
                     .into_bytes(),
                     "/hang" => {
                         tokio::time::sleep(Duration::from_secs(30)).await;
+                        return;
+                    }
+                    "/flaky" if flaky.fetch_add(1, Ordering::SeqCst) == 0 => {
+                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".to_vec()
+                    }
+                    "/flaky" => with_length(&video),
+                    "/playlist.mp4" => with_length(&playlist),
+                    "/trickle" => {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                            video.len()
+                        );
+                        if sock.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        for b in video.iter().take(600) {
+                            if sock.write_all(&[*b]).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                         return;
                     }
                     _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
@@ -236,18 +269,100 @@ async fn unreachable_missing_and_slow_urls_fail_clearly() {
 }
 
 #[tokio::test]
-async fn cache_retries_a_transient_failure_with_a_fresh_handle() {
-    let dir = tempfile::tempdir().unwrap();
-    let closed = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("http://127.0.0.1:{closed}/v.mp4");
+async fn a_transient_failure_is_retried_not_replayed() {
+    let (dir, _, server) = fixture().await;
+    let url = format!("{}/flaky", server.base);
     let cache = MediaCache::new(shared(allowed(dir.path())));
-    let first = cache.get("job", &url);
-    assert!(first.probe().await.is_err());
-    assert!(first.has_transient_failure());
-    assert!(!Arc::ptr_eq(&first, &cache.get("job", &url)));
+    let media = cache.get("job", &url);
+    let err = media.probe().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    // The task's retry uses the same handle: it must fetch again, not replay the error.
+    assert!(media.probe().await.unwrap().has_audio);
+    assert!(Arc::ptr_eq(&media, &cache.get("job", &url)));
+}
+
+#[tokio::test]
+async fn a_trickling_download_fails_at_the_minimum_rate() {
+    let (dir, _, server) = fixture().await;
+    let cfg = shared(MediaConfig {
+        fetch_timeout: Duration::from_secs(30),
+        min_download_rate: 1000,
+        download_grace: Duration::from_millis(500),
+        ..allowed(dir.path())
+    });
+    let started = Instant::now();
+    let err = Media::new(&format!("{}/trickle", server.base), cfg)
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MediaError::Unreachable { ref reason, .. } if reason.contains("media.min_download_rate")),
+        "{err}"
+    );
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped by the rate, not by the fetch timeout"
+    );
+}
+
+#[tokio::test]
+async fn the_guard_runs_before_the_download_cache() {
+    let (dir, _, server) = fixture().await;
+    let url = format!("{}/video.mp4", server.base);
+    // An earlier worker configuration allowed the host and cached the download...
+    Media::new(&url, shared(allowed(dir.path())))
+        .path()
+        .await
+        .unwrap();
+    // ...today's does not: the cached bytes must not be served.
+    let err = Media::new(&url, shared(config(dir.path())))
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MediaError::Refused(_)), "{err}");
+}
+
+#[tokio::test]
+async fn an_unsafe_cache_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, _, server) = fixture().await;
+    let url = format!("{}/video.mp4", server.base);
+    let cfg = allowed(dir.path());
+    std::fs::create_dir_all(&cfg.cache_dir).unwrap();
+    std::fs::set_permissions(&cfg.cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Media::new(&url, shared(cfg.clone()))
+        .probe()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, MediaError::Setup(ref m) if m.contains("writable by group or others")),
+        "{err}"
+    );
+    assert_eq!(server.hits.load(Ordering::SeqCst), 0);
+    std::fs::set_permissions(&cfg.cache_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(Media::new(&url, shared(cfg)).probe().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_downloaded_playlist_cannot_open_local_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = video(dir.path(), "private.mp4", 1.0, true);
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1,\nfile://{}\n#EXT-X-ENDLIST\n",
+        local.display()
+    );
+    let server = serve_with(Vec::new(), Vec::new(), playlist.into_bytes()).await;
+    let m = Media::new(
+        &format!("{}/playlist.mp4", server.base),
+        shared(allowed(dir.path())),
+    );
+    let err = m.probe().await.unwrap_err();
+    assert!(
+        matches!(err, MediaError::NotAVideo(ref msg) if msg.contains("hls") && msg.contains("media.allowed_formats")),
+        "{err}"
+    );
+    assert!(m.frames(media::FrameSpec::every_frame(32)).await.is_err());
 }
 
 #[tokio::test]

@@ -73,6 +73,13 @@ impl Fleet {
         config.connections.amqp_url = AMQP_URL.into();
         config.connections.redis_url = REDIS_URL.into();
         config.shutdown_grace = Duration::from_secs(30);
+        // Test media is made in the temporary directory; nothing else is readable.
+        if let Some(media) = config.media.as_object_mut() {
+            media.insert(
+                "local_roots".into(),
+                serde_json::json!([std::env::temp_dir()]),
+            );
+        }
         edit(&mut config);
         let store = Store::connect(REDIS_URL, &prefix, config.result_ttl)
             .await
@@ -119,6 +126,18 @@ impl Fleet {
         name: &str,
         backends: Backends,
     ) -> (Arc<Metrics>, CancellationToken) {
+        self.start_worker_with_health(class, name, backends, None)
+            .await
+    }
+
+    /// [`Fleet::start_worker`] serving `/healthz`, `/readyz`, `/metrics` on `health`.
+    pub async fn start_worker_with_health(
+        &mut self,
+        class: StageClass,
+        name: &str,
+        backends: Backends,
+        health: Option<tokio::net::TcpListener>,
+    ) -> (Arc<Metrics>, CancellationToken) {
         let metrics = Metrics::new();
         let token = self.shutdown.child_token();
         let opts = WorkerOptions {
@@ -129,7 +148,7 @@ impl Fleet {
         let handle = tokio::spawn(worker::run(
             self.config.clone(),
             opts,
-            None,
+            health,
             None,
             metrics.clone(),
             token.clone(),

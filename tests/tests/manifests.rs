@@ -20,13 +20,16 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-const FLEET_ENV: [&str; 8] = [
+const FLEET_ENV: [&str; 11] = [
     fleet_env::CONFIG,
     fleet_env::AMQP_URL,
     fleet_env::REDIS_URL,
     fleet_env::LISTEN,
     fleet_env::METRICS_LISTEN,
     fleet_env::API_TOKEN,
+    fleet_env::CLIENT_TOKENS,
+    fleet_env::ALLOW_OPEN_API,
+    fleet_env::LOCAL_ROOTS,
     fleet_env::PREFIX,
     fleet_env::RABBITMQ_API,
 ];

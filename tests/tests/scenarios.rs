@@ -10,4 +10,5 @@ mod scenarios {
     mod intake;
     mod outages;
     mod real_media;
+    mod security;
 }

@@ -57,7 +57,9 @@ pub enum AnalyzerError {
 
 impl From<MediaError> for AnalyzerError {
     fn from(e: MediaError) -> Self {
-        if e.is_skip() {
+        if e.is_requeue() {
+            AnalyzerError::Requeue(e.to_string())
+        } else if e.is_skip() {
             AnalyzerError::Skipped(e.to_string())
         } else if e.is_transient() {
             AnalyzerError::Transient(e.to_string())
@@ -92,4 +94,16 @@ pub trait Analyzer: Send + Sync + 'static {
 
     /// Run on one task. The returned JSON is stored as the outcome's `result`.
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError>;
+
+    /// The frames `run` will ask the job's media for, given the analyzer's `params` and the
+    /// probed video; `None` when it reads no frames (or will not get that far, e.g. no model
+    /// configured). The worker decodes every spec of a job's analyzers in one pass, so this
+    /// must name exactly the spec `run` asks for.
+    fn frame_spec(
+        &self,
+        _params: &serde_json::Value,
+        _probe: &media::Probe,
+    ) -> Option<media::FrameSpec> {
+        None
+    }
 }

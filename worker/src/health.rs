@@ -1,12 +1,17 @@
 //! The worker's HTTP side: liveness, readiness (broker and Redis reachable), metrics.
+//!
+//! With `FLEET_API_TOKEN` set, `/metrics` needs it as a bearer token (Prometheus sends it),
+//! and `/readyz` tells what is missing only to a caller with it; orchestrators read the
+//! status code.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use common::auth::{bearer, token_matches};
 
 use crate::runner::Shared;
 
@@ -18,7 +23,20 @@ pub fn router(w: Arc<Shared>) -> Router {
         .with_state(w)
 }
 
-async fn ready(State(w): State<Arc<Shared>>) -> impl IntoResponse {
+/// Whether the request may see details: no token configured, or the right one given.
+fn authorized(w: &Shared, headers: &HeaderMap) -> bool {
+    let Some(token) = &w.config.connections.api_token else {
+        return true;
+    };
+    bearer(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )
+    .is_some_and(|given| token_matches(given, token))
+}
+
+async fn ready(State(w): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let redis = w.store.ping().await.is_ok();
     let amqp = w.broker.is_connected().await;
     let accepting = *w.accepting.borrow();
@@ -27,15 +45,25 @@ async fn ready(State(w): State<Arc<Shared>>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        code,
-        axum::Json(serde_json::json!({ "redis": redis, "amqp": amqp, "accepting": accepting })),
-    )
+    let body = if authorized(&w, &headers) {
+        serde_json::json!({ "ready": redis && amqp, "redis": redis, "amqp": amqp, "accepting": accepting })
+    } else {
+        serde_json::json!({ "ready": redis && amqp })
+    };
+    (code, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(w): State<Arc<Shared>>) -> impl IntoResponse {
+async fn metrics(State(w): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if !authorized(&w, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token (Authorization: Bearer $FLEET_API_TOKEN)",
+        )
+            .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         w.metrics.encode(),
     )
+        .into_response()
 }

@@ -70,6 +70,7 @@ pub async fn run(
     let accepting = accepting.unwrap_or_else(|| watch::channel(true).1);
     let work_cancel = CancellationToken::new();
     let shared = Arc::new(runner::Shared {
+        stages: stages.iter().map(|s| s.name.clone()).collect(),
         config: config.clone(),
         store,
         broker: broker.clone(),

@@ -10,9 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
-use common::broker::{Broker, dead_letter_props, delivery_count, persistent};
+use common::broker::{
+    Broker, dead_letter_props, delivery_count, minimal_dead_letter_props, persistent,
+};
 use common::codec::{self, MSGPACK};
 use common::config::FleetConfig;
+use common::ids::check_id;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
 use common::telemetry::TraceContext;
@@ -32,6 +35,8 @@ use crate::analyzers::Registry;
 /// Everything the tasks of one worker process share.
 pub struct Shared {
     pub config: Arc<FleetConfig>,
+    /// The stages this worker consumes (its analyzers of a job share one decode pass).
+    pub stages: Vec<String>,
     pub store: Store,
     pub broker: Arc<Broker>,
     pub registry: Registry,
@@ -95,6 +100,12 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         Ok(t) => t,
         Err(e) => return reject(&w, d, &format!("malformed task message: {e}")).await,
     };
+    // Ids name Redis keys: one that breaks the grammar could alias another job's keys.
+    if let Err(why) =
+        check_id("job_id", &task.job_id).and_then(|_| check_id("analyzer", &task.analyzer))
+    {
+        return reject(&w, d, &format!("malformed task message: {why}")).await;
+    }
     let span = tracing::Span::current();
     span.record("job.id", task.job_id.as_str())
         .record("analyzer", task.analyzer.as_str());
@@ -219,6 +230,9 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
     let task_cancel = w.work_cancel.child_token();
     let params = cfg.map(|c| c.params.clone()).unwrap_or_default();
     let media = w.media.get(&task.job_id, &task.video);
+    if !media.has_frame_plan() {
+        plan_frames(w, task, &media).await;
+    }
     let labels = task_labels(&task.analyzer, stage);
     w.metrics.tasks_started.get_or_create(&labels).inc();
 
@@ -298,6 +312,26 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
     })
 }
 
+/// Tells the job's media which frame specs this worker's analyzers of the job will ask for,
+/// so the first one to ask decodes them all in one pass. The plan comes from the job's record;
+/// when it cannot be read, no plan is set and each spec decodes when asked (a later task of
+/// the job tries again).
+async fn plan_frames(w: &Shared, task: &TaskMessage, media: &media::Media) {
+    let plan = match w.store.plan(&task.job_id).await {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(job_id = %task.job_id, error = %e, "job plan unreadable; decoding per spec");
+            return;
+        }
+    };
+    let here = plan
+        .iter()
+        .filter(|t| w.stages.contains(&t.stage))
+        .map(|t| t.analyzer.as_str());
+    media.plan_frames(w.registry.frame_planner(&w.config, here));
+}
+
 /// Publishes a fresh copy (delivery count starts again) and acks the original: a resource
 /// shortage is not the task's fault and must not push it toward the dead-letter queue.
 async fn requeue_copy(w: &Shared, d: &Delivery) {
@@ -344,13 +378,19 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
     matches!(sent, Step::Done(()))
 }
 
-/// A task message that can never run goes to `{p}.dlq` with the reason; then it is acked.
+/// A task message that can never run goes to `{p}.dlq` with the reason (bounded); then it
+/// is acked. After a failed try with the original headers, the rest go without them.
 async fn reject(w: &Shared, d: Delivery, reason: &str) {
-    tracing::warn!(reason, "dead-lettering a task message");
-    let props = dead_letter_props(&d.properties, reason);
+    tracing::warn!(reason = %common::text::escaped(reason), "dead-lettering a task message");
+    let full = dead_letter_props(&d.properties, reason);
+    let minimal = minimal_dead_letter_props(&d.properties, reason);
     let dlq = w.broker.topology().dlq();
+    let tries = AtomicU32::new(0);
     if let Step::Done(()) = persist(w, "dead-letter", || {
-        w.broker.publish("", &dlq, &d.data, props.clone())
+        let first = tries.fetch_add(1, Ordering::Relaxed) == 0;
+        let props = if first { full.clone() } else { minimal.clone() };
+        let (broker, dlq, data) = (&w.broker, &dlq, &d.data);
+        async move { broker.publish("", dlq, data, props).await }
     })
     .await
     {

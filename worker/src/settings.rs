@@ -17,12 +17,50 @@ pub fn media_config(config: &FleetConfig) -> Result<MediaConfig, String> {
             v.as_u64()
                 .ok_or_else(|| format!("media.{k} must be a non-negative integer"))
         };
+        let strings = || {
+            v.as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|h| h.as_str().map(str::to_string))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .ok_or_else(|| format!("media.{k} must be a list of strings"))
+        };
+        let secs = |x: u64| Duration::from_secs(x);
         let r: Result<(), String> = match k.as_str() {
             "max_bytes" => u64v().map(|x| m.max_bytes = x),
-            "fetch_timeout_secs" => u64v().map(|x| m.fetch_timeout = Duration::from_secs(x)),
+            "fetch_timeout_secs" => u64v().map(|x| m.fetch_timeout = secs(x)),
+            "connect_timeout_secs" => u64v().map(|x| m.connect_timeout = secs(x)),
+            "min_download_rate" => u64v().map(|x| m.min_download_rate = x),
+            "download_grace_secs" => u64v().map(|x| m.download_grace = secs(x)),
             "cache_max_bytes" => u64v().map(|x| m.cache_max_bytes = x),
             "decode_memory_bytes" => u64v().map(|x| m.decode_memory_bytes = x),
+            "budget_wait_secs" => u64v().map(|x| m.budget_wait = secs(x)),
             "max_jobs" => u64v().map(|x| m.max_jobs = x as usize),
+            "max_duration_secs" => u64v().map(|x| m.max_duration = secs(x)),
+            "max_dimension" => u64v().and_then(|x| {
+                u32::try_from(x)
+                    .map(|x| m.max_dimension = x)
+                    .map_err(|_| "media.max_dimension is too large".to_string())
+            }),
+            "ffmpeg_memory_bytes" => u64v().map(|x| m.ffmpeg_memory_bytes = x),
+            "ffmpeg_cpu_secs" => u64v().map(|x| m.ffmpeg_cpu_secs = x),
+            "local_roots" => {
+                strings().map(|r| m.local_roots = r.into_iter().map(Into::into).collect())
+            }
+            "allowed_formats" => strings().and_then(|f| {
+                if f.iter().any(|x| {
+                    x.is_empty() || !x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                }) {
+                    Err(
+                        "media.allowed_formats holds ffmpeg demuxer names (letters, digits, '_')"
+                            .into(),
+                    )
+                } else {
+                    m.allowed_formats = f;
+                    Ok(())
+                }
+            }),
             "allow_private" => v
                 .as_bool()
                 .map(|b| m.allow_private = b)

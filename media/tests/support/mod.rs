@@ -47,10 +47,11 @@ pub fn video(dir: &Path, name: &str, seconds: f64, audio: bool) -> PathBuf {
     path
 }
 
-/// Config for tests: the download cache inside `dir`.
+/// Config for tests: the download cache inside `dir`, local files allowed under `dir`.
 pub fn config(dir: &Path) -> MediaConfig {
     MediaConfig {
         cache_dir: dir.join("cache"),
+        local_roots: vec![dir.to_path_buf()],
         ..MediaConfig::default()
     }
 }

@@ -133,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
     let video = generate(&dir)?;
     let cfg = Arc::new(MediaConfig {
         cache_dir: dir.join("cache"),
+        local_roots: vec![dir.clone()],
         ffmpeg_threads: threads,
         ..MediaConfig::default()
     });

@@ -82,6 +82,7 @@ pub fn audio_file(dir: &Path, name: &str, graph: &str) -> PathBuf {
 fn open(path: &Path) -> Arc<Media> {
     let cfg = MediaConfig {
         cache_dir: path.parent().unwrap().join("cache"),
+        local_roots: vec![path.parent().unwrap().to_path_buf()],
         ..MediaConfig::default()
     };
     Media::new(path.to_str().unwrap(), Arc::new(cfg))

@@ -42,6 +42,28 @@ impl Registry {
         self.map.keys().map(String::as_str)
     }
 
+    /// What the job's media decodes in its one pass on this worker: the frame specs of
+    /// `analyzers` (with their config params), given the probe.
+    pub fn frame_planner<'a>(
+        &self,
+        config: &FleetConfig,
+        analyzers: impl IntoIterator<Item = &'a str>,
+    ) -> media::FramePlanner {
+        let picked: Vec<(Arc<dyn Analyzer>, serde_json::Value)> = analyzers
+            .into_iter()
+            .filter_map(|name| {
+                let params = config.analyzers.get(name)?.params.clone();
+                Some((self.get(name)?.clone(), params))
+            })
+            .collect();
+        Arc::new(move |probe| {
+            picked
+                .iter()
+                .filter_map(|(a, params)| a.frame_spec(params, probe))
+                .collect()
+        })
+    }
+
     /// The registry for `config` (every analyzer of the config gets an entry).
     pub fn build(config: &FleetConfig, backends: Backends) -> Self {
         let mut reg = Registry::default();

@@ -134,6 +134,21 @@ fn frame_spec(p: &Params, fps: f64, max_side: usize) -> Result<FrameSpec, Analyz
     ))
 }
 
+/// The default sampling (fps, longest side) of a frame-reading ONNX analyzer; `None` for the
+/// audio ones.
+fn default_sampling(kind: Kind) -> Option<(f64, usize)> {
+    match kind {
+        Kind::SpeechRate | Kind::SpeechFlow | Kind::SpeechEmotion => None,
+        Kind::TextOverlay => Some((2.0, 960)),
+        Kind::Detection => Some((1.0, 640)),
+        Kind::Segmentation => Some((0.5, 512)),
+        Kind::AgeEstimation | Kind::EyeTracking => Some((2.0, 640)),
+    }
+}
+
+/// Sampling of the video-chat analyzers: one frame a second at 448 px.
+const CHAT_SAMPLING: (f64, usize) = (1.0, 448);
+
 /// The final result of a dependency, whether given as a whole outcome or as the result.
 fn dep<'a>(ctx: &'a TaskContext, name: &str) -> Option<&'a Value> {
     let v = ctx.deps.get(name)?;
@@ -157,6 +172,18 @@ impl Analyzer for OnnxAnalyzer {
         Backend::Onnx(provider.to_string())
     }
 
+    fn frame_spec(&self, params: &Value, probe: &media::Probe) -> Option<FrameSpec> {
+        let (fps, side) = default_sampling(self.kind)?;
+        // Operator models: without a model file the run fails before it asks for frames.
+        if matches!(self.kind, Kind::Detection | Kind::Segmentation)
+            && ModelFile::from_params("", params, "model").is_err()
+        {
+            return None;
+        }
+        probe.has_video.then_some(())?;
+        frame_spec(&Params::new("", params), fps, side).ok()
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
         let params = ctx.params.clone();
         let name = ctx.analyzer.clone();
@@ -175,12 +202,7 @@ impl Analyzer for OnnxAnalyzer {
                 Box::new(move || audio_job(kind, &name, &params, &audio, transcript.as_deref()))
             }
             _ => {
-                let (fps, side) = match kind {
-                    Kind::TextOverlay => (2.0, 960),
-                    Kind::Detection => (1.0, 640),
-                    Kind::Segmentation => (0.5, 512),
-                    _ => (2.0, 640),
-                };
+                let (fps, side) = default_sampling(kind).unwrap_or((2.0, 640));
                 let frames = ctx.media.frames(frame_spec(&p, fps, side)?).await?;
                 Box::new(move || frames_job(kind, &name, &params, &frames))
             }
@@ -319,6 +341,15 @@ impl Analyzer for ServerAnalyzer {
         Backend::Http
     }
 
+    fn frame_spec(&self, params: &Value, probe: &media::Probe) -> Option<FrameSpec> {
+        // Every served analyzer reads frames (video chat); transcription is an ONNX analyzer.
+        let p = Params::new("", params);
+        // Without a server the analyzer is skipped before it reads a frame.
+        ServerParams::from_params(&p, "").ok()?;
+        probe.has_video.then_some(())?;
+        frame_spec(&p, CHAT_SAMPLING.0, CHAT_SAMPLING.1).ok()
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
         let p = Params::new(&ctx.analyzer, &ctx.params);
         let call = async {
@@ -326,7 +357,8 @@ impl Analyzer for ServerAnalyzer {
                 ServerKind::VideoChat { prompt } => {
                     let sp = ServerParams::from_params(&p, "Qwen/Qwen2-VL-7B-Instruct")
                         .map_err(server_err)?;
-                    let frames = ctx.media.frames(frame_spec(&p, 1.0, 448)?).await?;
+                    let (fps, side) = CHAT_SAMPLING;
+                    let frames = ctx.media.frames(frame_spec(&p, fps, side)?).await?;
                     let picks = server::pick_frames(
                         &frames,
                         p.usize("max_frames", server::DEFAULT_MAX_FRAMES)

@@ -122,6 +122,10 @@ where
         Backend::Rust
     }
 
+    fn frame_spec(&self, _: &serde_json::Value, _: &media::Probe) -> Option<FrameSpec> {
+        Some(self.spec)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
         let cfg: C = params(ctx)?;
         let frames = ctx.media.frames(self.spec).await?;
@@ -167,22 +171,30 @@ where
 
 struct ContentQuality;
 
+/// `content_quality` samples about a dozen full-size frames, spread over the duration.
+fn quality_spec(probe: &media::Probe) -> Option<FrameSpec> {
+    probe
+        .has_video
+        .then(|| signal::specs::quality_spec(probe.duration_s))
+}
+
 #[async_trait]
 impl Analyzer for ContentQuality {
     fn backend(&self) -> Backend {
         Backend::Rust
     }
 
+    fn frame_spec(&self, _: &serde_json::Value, probe: &media::Probe) -> Option<FrameSpec> {
+        quality_spec(probe)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
         let cfg: signal::QualityConfig = params(ctx)?;
         let probe = ctx.media.probe().await?;
-        if !probe.has_video {
+        let Some(spec) = quality_spec(&probe) else {
             return Err(MediaError::NoVideoStream.into());
-        }
-        let frames = ctx
-            .media
-            .frames(signal::specs::quality_spec(probe.duration_s))
-            .await?;
+        };
+        let frames = ctx.media.frames(spec).await?;
         blocking(move || signal::content_quality(&frames, &probe, &cfg)).await
     }
 }
@@ -193,6 +205,10 @@ struct TemporalFlow;
 impl Analyzer for TemporalFlow {
     fn backend(&self) -> Backend {
         Backend::Rust
+    }
+
+    fn frame_spec(&self, _: &serde_json::Value, _: &media::Probe) -> Option<FrameSpec> {
+        Some(signal::specs::FLOW_SPEC)
     }
 
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {

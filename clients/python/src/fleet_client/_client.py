@@ -34,14 +34,15 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "fleet"
 #: Namespace of job ids derived from idempotency keys over AMQP (see `submit_amqp`).
 IDEMPOTENCY_NAMESPACE = uuid.UUID("5b0c6a36-3f8e-4c1e-9a53-6f1f1d2f0a11")
-_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+# The fleet's one id grammar (common::ids): no ':' (the Redis key separator) and no '/'.
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def _check_id(what: str, value: str) -> None:
     # The dispatcher's grammar: a message it cannot accept would go to the dead-letter queue
     # where the caller never hears of it, so refuse it here.
     if not isinstance(value, str) or not 1 <= len(value) <= 128 or not set(value) <= _ID_CHARS:
-        raise InvalidRequest(f"{what} {value!r} must be 1..128 of ASCII letters, digits, '-', '_', '.', ':'")
+        raise InvalidRequest(f"{what} {value!r} must be 1..128 of ASCII letters, digits, '-', '_', '.'")
 
 
 def job_request(
