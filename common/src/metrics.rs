@@ -45,6 +45,14 @@ pub struct GpuLabels {
     pub gpu: String,
 }
 
+/// One loaded model: its file stem, the execution provider and the precision it runs in.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+    pub provider: String,
+    pub precision: String,
+}
+
 fn duration_histogram() -> Histogram {
     // 5 ms .. ~10 min
     Histogram::new(exponential_buckets(0.005, 2.0, 18))
@@ -68,6 +76,9 @@ pub struct Metrics {
     pub gpu_utilization_percent: Family<GpuLabels, Gauge>,
     pub gpu_temperature_celsius: Family<GpuLabels, Gauge>,
     pub gpu_paused: Family<GpuLabels, Gauge>,
+    /// Device memory each resident model took when it loaded (NVML, before/after the load);
+    /// a model leaves the family when it is unloaded.
+    pub model_device_bytes: Family<ModelLabels, Gauge>,
     /// Sampled by the dispatcher from the broker when `/metrics` is scraped.
     pub queue_ready: Family<QueueLabels, Gauge>,
     pub queue_consumers: Family<QueueLabels, Gauge>,
@@ -92,6 +103,7 @@ impl Metrics {
             gpu_utilization_percent: Family::default(),
             gpu_temperature_celsius: Family::default(),
             gpu_paused: Family::default(),
+            model_device_bytes: Family::default(),
             queue_ready: Family::default(),
             queue_consumers: Family::default(),
             registry: Registry::default(),
@@ -170,6 +182,11 @@ impl Metrics {
             "gpu_paused",
             "1 while the memory guard stops new work",
             m.gpu_paused.clone(),
+        );
+        registry.register(
+            "model_device_bytes",
+            "GPU memory a resident model took at load, measured through NVML",
+            m.model_device_bytes.clone(),
         );
         registry.register(
             "queue_messages_ready",

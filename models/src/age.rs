@@ -44,7 +44,9 @@ impl AgeGender {
             batches: CHIP_BATCHES.to_vec(),
             warm: vec![vec![3, size, size]],
             conv_search: ConvSearch::Heuristic,
-            precision: Precision::Fp16,
+            // FP32: FP16 gave the same faces and ages on the H200 but was slower there
+            // (11.2 against 10.0 ms a frame for the whole cascade, docs/bench-gpu.md).
+            precision: Precision::Fp32,
             ..ModelSpec::default()
         };
         let age = registry.fetched_spec("agegender.age", chips(64))?;

@@ -14,6 +14,17 @@ use crate::runtime::{LoadedModel, ModelSpec, Precision, Provider};
 /// Reads the device memory in use (bytes), e.g. NVML's figure for the pinned GPU.
 pub type MemoryProbe = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
+static GLOBAL: OnceLock<Arc<ModelRegistry>> = OnceLock::new();
+
+/// The environment's settings; a bad environment falls back to defaults and the error shows
+/// up when a model is loaded.
+fn env_config() -> ModelsConfig {
+    ModelsConfig::from_env().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "model settings from the environment are invalid; using defaults");
+        ModelsConfig::with_root(std::path::Path::new("."))
+    })
+}
+
 /// Every loaded model of this process, by file. Loading takes a per-file lock, so two tasks
 /// asking for a cold model at once load it once.
 pub struct ModelRegistry {
@@ -26,6 +37,8 @@ pub struct ModelRegistry {
     measuring: Mutex<()>,
     /// Device bytes measured per model file, kept after an unload for the residency policy.
     measured: Mutex<HashMap<PathBuf, u64>>,
+    /// FP16 variants that failed to load: not tried again.
+    fp16_failed: Mutex<std::collections::HashSet<PathBuf>>,
 }
 
 /// What is loaded now, for metrics, the CLI and the residency policy.
@@ -53,6 +66,7 @@ impl ModelRegistry {
             probe: OnceLock::new(),
             measuring: Mutex::new(()),
             measured: Mutex::new(HashMap::new()),
+            fp16_failed: Mutex::new(Default::default()),
         });
         spawn_reaper(Arc::downgrade(&registry));
         registry
@@ -62,14 +76,24 @@ impl ModelRegistry {
     /// [`ModelsConfig::from_env`]); a bad environment falls back to defaults and the error
     /// shows up when a model is loaded.
     pub fn global() -> &'static Arc<ModelRegistry> {
-        static GLOBAL: OnceLock<Arc<ModelRegistry>> = OnceLock::new();
-        GLOBAL.get_or_init(|| {
-            let config = ModelsConfig::from_env().unwrap_or_else(|e| {
-                tracing::error!(error = %e, "model settings from the environment are invalid; using defaults");
-                ModelsConfig::with_root(std::path::Path::new("."))
-            });
+        GLOBAL.get_or_init(|| ModelRegistry::new(env_config()))
+    }
+
+    /// Sets up the process-wide registry before its first use: the environment's settings,
+    /// then `adjust` (a worker pins the CUDA device it was given, a CPU worker keeps to the
+    /// CPU provider). Returns `None` when the registry was already in use, so a caller
+    /// notices that its settings came too late.
+    pub fn configure_global(
+        adjust: impl FnOnce(&mut ModelsConfig),
+    ) -> Option<&'static Arc<ModelRegistry>> {
+        let mut fresh = false;
+        let reg = GLOBAL.get_or_init(|| {
+            fresh = true;
+            let mut config = env_config();
+            adjust(&mut config);
             ModelRegistry::new(config)
-        })
+        });
+        fresh.then_some(reg)
     }
 
     pub fn config(&self) -> &ModelsConfig {
@@ -115,23 +139,43 @@ impl ModelRegistry {
         spec: ModelSpec,
     ) -> Result<Arc<LoadedModel>, ModelError> {
         let spec = self.config.resolve(key, spec);
-        // FP16 only where a GPU provider runs it and the model has an FP16 variant.
-        let (file, spec) = match (&file.fp16, spec.precision) {
-            (Some(half), Precision::Fp16) if self.expected_provider().is_gpu() => {
-                (half.as_ref().clone(), spec)
+        // FP16 only where a GPU provider runs it and the model has an FP16 variant; a variant
+        // that does not load (a converter's broken graph) leaves the model on FP32.
+        if let (Some(half), Precision::Fp16) = (&file.fp16, spec.precision)
+            && self.expected_provider().is_gpu()
+            && !self
+                .fp16_failed
+                .lock()
+                .expect("registry poisoned")
+                .contains(&half.path)
+        {
+            match self.load_file(half, spec.clone()) {
+                Ok(m) => return Ok(m),
+                Err(e) => {
+                    tracing::warn!(model = %half.path.display(), error = %e, "the FP16 variant does not load; running FP32");
+                    self.fp16_failed
+                        .lock()
+                        .expect("registry poisoned")
+                        .insert(half.path.clone());
+                }
             }
-            _ => (
-                ModelFile {
-                    fp16: None,
-                    ..file.clone()
-                },
-                ModelSpec {
-                    precision: Precision::Fp32,
-                    ..spec
-                },
-            ),
+        }
+        let fp32 = ModelFile {
+            fp16: None,
+            ..file.clone()
         };
-        if let Some(m) = self.cached(&file) {
+        self.load_file(
+            &fp32,
+            ModelSpec {
+                precision: Precision::Fp32,
+                ..spec
+            },
+        )
+    }
+
+    /// The session for exactly `file`, from the cache or loaded (and measured) now.
+    fn load_file(&self, file: &ModelFile, spec: ModelSpec) -> Result<Arc<LoadedModel>, ModelError> {
+        if let Some(m) = self.cached(file) {
             return Ok(m);
         }
         let gate = self
@@ -142,7 +186,7 @@ impl ModelRegistry {
             .or_default()
             .clone();
         let _loading = gate.lock().expect("load gate poisoned");
-        if let Some(m) = self.cached(&file) {
+        if let Some(m) = self.cached(file) {
             return Ok(m);
         }
         let _measuring = self
@@ -151,7 +195,7 @@ impl ModelRegistry {
             .map(|_| self.measuring.lock().expect("registry poisoned"));
         let before = self.probe.get().and_then(|p| p());
         let started = Instant::now();
-        let model = Arc::new(LoadedModel::load(&self.config, &file, spec)?);
+        let model = Arc::new(LoadedModel::load(&self.config, file, spec)?);
         let after = self.probe.get().and_then(|p| p());
         if let (Some(b), Some(a)) = (before, after) {
             let bytes = a.saturating_sub(b);

@@ -50,6 +50,7 @@ python)
     python3 scripts/bench/gpu_python.py --prepare "$GB/media/bench.mp4" --frames "$GB/frames"
     log "export + Python pipelines"
     python3 scripts/bench/gpu_python.py --frames "$GB/frames" --out "$GB/onnx" --device cuda \
+        --budget-s "${PY_BUDGET:-300}" \
         ${ONLY:+--only "$ONLY"} 2>&1 | tee "$GB/python.log" | grep -v -E "Warning|warn\(" || true
     cp "$GB/onnx/python.json" "$OUT/" 2>/dev/null || true
     ls -la "$GB/onnx"

@@ -4,21 +4,26 @@
 # CUDA build and split everything into parts of one device call each. Run from the checkout.
 #
 #   scripts/gpu/pack.sh            # release binaries, models, bench media, Python wheels
-#   scripts/gpu/pack.sh --services # also the RabbitMQ/Redis/ffmpeg bundle (scripts/gpu-services-kit.sh)
+#   scripts/gpu/pack.sh --fleet    # also the fleet's binaries (worker, dispatcher, fleet)
 #
 # What the device then runs: scripts/gpu/device.sh (see docs/bench-gpu.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 P=.fleet/devpayload
-SERVICES=0
-[ "${1:-}" = "--services" ] && SERVICES=1
+FLEET=0
+[ "${1:-}" = "--fleet" ] && FLEET=1
 rm -rf "$P" && mkdir -p "$P"
 
 echo "pack: release binaries"
-cargo build --release -p gpubench -p worker -p dispatcher -p fleet -p bench >/dev/null
+if [ "$FLEET" = 1 ]; then
+    cargo build --release -p gpubench -p worker -p dispatcher -p fleet >/dev/null
+else
+    cargo build --release -p gpubench >/dev/null
+fi
 mkdir -p "$P/bin.tmp"
-for b in bench-gpu worker dispatcher fleet fleet-bench; do
+for b in bench-gpu worker dispatcher fleet; do
+    [ "$FLEET" = 1 ] || [ "$b" = bench-gpu ] || continue
     [ -x "target/release/$b" ] || continue
     cp "target/release/$b" "$P/bin.tmp/"
     strip "$P/bin.tmp/$b"
@@ -26,8 +31,8 @@ done
 tar -C "$P/bin.tmp" -cf - . | xz -9 -T2 > "$P/bin.tar.xz"
 rm -rf "$P/bin.tmp"
 
-echo "pack: models (FP32 + FP16 variants)"
-tar -C .fleet -cf - models | xz -6 -T2 > "$P/models.tar.xz"
+echo "pack: models (FP32 + FP16 variants; Whisper runs on CPU workers and stays home)"
+tar -C .fleet --exclude models/whisper -cf - models | xz -6 -T2 > "$P/models.tar.xz"
 
 echo "pack: benchmark media"
 mkdir -p "$P/media"
@@ -46,8 +51,11 @@ dl() {
         -d "$W" "$@"
 }
 dl ultralytics==8.3.40 ultralytics-thop==2.2.3 rapidocr==3.10.0 pyclipper==1.4.0 \
-    shapely==2.2.0 omegaconf==2.4.0 antlr4-python3-runtime==4.9.3 colorlog==6.12.0 \
+    shapely==2.2.0 omegaconf==2.4.0 colorlog==6.12.0 \
     onnxconverter-common==1.16.0
+# omegaconf's parser runtime is published as a source archive only: a pure-Python wheel of it.
+ls "$W"/antlr4_python3_runtime-4.9.3-*.whl >/dev/null 2>&1 ||
+    python3 -m pip wheel -q --no-deps -w "$W" antlr4-python3-runtime==4.9.3
 # onnxruntime-gpu's Python package without its 284 MB CUDA provider (and the C library the
 # kit already carries): the device links both to the kit's copies.
 GW=$(ls .fleet/gpu-kit/wheel/onnxruntime_gpu-1.31.1-*.whl | head -n1)
@@ -58,10 +66,5 @@ mkdir -p "$P/whl" && cp "$W"/*.whl "$P/whl/"
 tar -C "$P" -cf - whl ortpy | xz -6 -T2 > "$P/py.tar.xz"
 rm -rf "$P/whl" "$P/ortpy"
 
-if [ "$SERVICES" = 1 ]; then
-    echo "pack: services bundle"
-    [ -f .fleet/gpu-services.tar.xz ] || scripts/gpu-services-kit.sh
-    cp .fleet/gpu-services.tar.xz "$P/"
-fi
 du -sh "$P"/*
-../shared/tools/gpu-kit.sh "$P"
+[ -n "${PACK_NO_KIT:-}" ] || ../shared/tools/gpu-kit.sh "$P"

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use common::config::{EXIT_CONFIG, FleetConfig, StageClass};
-use common::metrics::{GpuLabels, Metrics};
+use common::metrics::{GpuLabels, Metrics, ModelLabels};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use worker::{Backends, WorkerOptions};
+use worker::{Backends, WorkerGpu, WorkerOptions};
 
 const GUARD_INTERVAL: Duration = Duration::from_millis(500);
 /// Above the warning threshold, models unused this long are unloaded.
@@ -71,13 +71,16 @@ async fn main() -> ExitCode {
     let metrics = Metrics::new();
     let mut _guard = None;
     let mut accepting = None;
+    let mut pinned_gpu = None;
     if class == StageClass::Gpu {
         match pin_gpu(&args.gpu, &config, &metrics) {
-            Ok((guard, rx)) => {
+            Ok((guard, rx, g)) => {
                 _guard = Some(guard);
                 accepting = Some(rx);
+                pinned_gpu = Some(g);
             }
             Err(e) if args.allow_cpu_fallback => {
+                cpu_models();
                 tracing::warn!(
                     "{e}; --allow-cpu-fallback given: GPU stages run on the CPU execution provider, no memory guard"
                 );
@@ -88,9 +91,16 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let name = args
-        .name
-        .unwrap_or_else(|| format!("{class}@{}:{}", dispatcher_host(), std::process::id()));
+    if class == StageClass::Cpu {
+        cpu_models();
+    }
+    let name = args.name.unwrap_or_else(|| {
+        let class = match &pinned_gpu {
+            Some(g) => format!("gpu{}", g.index),
+            None => class.to_string(),
+        };
+        format!("{class}@{}:{}", dispatcher_host(), std::process::id())
+    });
     let backends = match args.synthetic_scale {
         Some(scale) => Backends::Synthetic { scale },
         None => Backends::Real {
@@ -111,6 +121,7 @@ async fn main() -> ExitCode {
         class,
         name,
         backends,
+        gpu: pinned_gpu,
     };
     let result = worker::run(config, opts, health, accepting, metrics, shutdown).await;
     // The last spans (the drained tasks) leave before the process does.
@@ -121,6 +132,17 @@ async fn main() -> ExitCode {
             eprintln!("worker: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// CPU-class workers (and a GPU worker without a GPU) keep their models on the CPU provider,
+/// so that on a GPU host they never take device memory the GPU stages count on; an explicit
+/// `FLEET_EXECUTION_PROVIDER` still wins.
+fn cpu_models() {
+    if std::env::var_os("FLEET_EXECUTION_PROVIDER").is_none() {
+        models::ModelRegistry::configure_global(|c| {
+            c.provider = models::ProviderPreference::Cpu;
+        });
     }
 }
 
@@ -136,7 +158,7 @@ fn pin_gpu(
     selector: &str,
     config: &FleetConfig,
     metrics: &Arc<Metrics>,
-) -> Result<(gpu::MemoryGuard, watch::Receiver<bool>), gpu::GpuError> {
+) -> Result<(gpu::MemoryGuard, watch::Receiver<bool>, WorkerGpu), gpu::GpuError> {
     let pinned = gpu::select(selector)?;
     tracing::info!(
         index = pinned.index(),
@@ -150,7 +172,20 @@ fn pin_gpu(
         warning: config.gpu.warning.parse()?,
         critical: config.gpu.critical.parse()?,
     };
+    // The models' sessions go to the pinned device, and every load is measured on it: NVML's
+    // used memory before and after (loads are serialized while measured), which the residency
+    // policy below and `fleet_model_device_bytes` use instead of the config's estimates.
+    let probe = pinned.clone();
+    match models::ModelRegistry::configure_global(|c| c.device_id = pinned.cuda_device_id()) {
+        Some(registry) => registry.set_memory_probe(Box::new(move || {
+            probe.sample().ok().map(|i| i.memory_used_bytes)
+        })),
+        None => tracing::warn!(
+            "the model registry was in use before the GPU was pinned: its device id and memory probe are the environment's"
+        ),
+    }
     let guard = gpu::MemoryGuard::start(&pinned, &thresholds, GUARD_INTERVAL)?;
+    let resolved = guard.thresholds();
     let (tx, rx) = watch::channel(guard.state().accepts_work());
     let mut states = guard.subscribe();
     let mut readings = guard.readings();
@@ -175,13 +210,17 @@ fn pin_gpu(
                 m.gpu_temperature_celsius
                     .get_or_create(&label)
                     .set(r.temperature_celsius.unwrap_or(0) as i64);
+                let registry = models::ModelRegistry::global();
                 let s = *states.borrow_and_update();
                 if s != last_state {
-                    // Model residency: models stay warm while there is room; memory pressure
-                    // unloads the idle ones (warning) or all (critical; in-flight runs keep theirs).
-                    let registry = models::ModelRegistry::global();
+                    // Model residency: models stay warm while there is room. Above the warning
+                    // level the least recently used idle models go until their measured sizes
+                    // cover the excess; above critical all go (in-flight runs keep theirs).
+                    let excess = r.memory_used_bytes.saturating_sub(resolved.warning_bytes);
                     let freed = match s {
-                        gpu::GuardState::Warning => registry.unload_idle(IDLE_UNDER_PRESSURE),
+                        gpu::GuardState::Warning => {
+                            registry.unload_lru(excess.max(1), IDLE_UNDER_PRESSURE)
+                        }
                         gpu::GuardState::Paused => registry.unload_all(),
                         gpu::GuardState::Normal => 0,
                     };
@@ -195,6 +234,21 @@ fn pin_gpu(
                 m.gpu_paused
                     .get_or_create(&label)
                     .set(i64::from(!s.accepts_work()));
+                m.model_device_bytes.clear();
+                for model in registry.loaded() {
+                    let labels = ModelLabels {
+                        model: model
+                            .path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        provider: model.provider.to_string(),
+                        precision: model.precision.to_string(),
+                    };
+                    m.model_device_bytes
+                        .get_or_create(&labels)
+                        .set(model.device_bytes.unwrap_or(0) as i64);
+                }
                 let _ = tx.send(s.accepts_work());
             }
             tokio::select! {
@@ -203,5 +257,10 @@ fn pin_gpu(
             }
         }
     });
-    Ok((guard, rx))
+    let held = WorkerGpu {
+        uuid: pinned.uuid().to_string(),
+        index: pinned.index(),
+        cuda_device_id: pinned.cuda_device_id(),
+    };
+    Ok((guard, rx, held))
 }

@@ -143,7 +143,10 @@ impl Ocr {
                 .collect(),
             // Five shapes, searched once at load: the detector is where the time goes.
             conv_search: ConvSearch::Exhaustive,
-            precision: Precision::Fp16,
+            // FP32: with the FP16 detector and classifier the texts differed from FP32 on
+            // 21 of 60 frames of the H200 benchmark (docs/bench-gpu.md); FP32 batches of 8
+            // cost 4.9 ms a frame there.
+            precision: Precision::Fp32,
             ..ModelSpec::default()
         };
         let det = registry.fetched_spec("ppocr.det", det_spec)?;
@@ -154,7 +157,7 @@ impl Ocr {
                 batches: REC_BATCHES.to_vec(),
                 warm: vec![vec![3, rec::CLS_H as i64, rec::CLS_W as i64]],
                 conv_search: ConvSearch::Heuristic,
-                precision: Precision::Fp16,
+                precision: Precision::Fp32,
                 ..ModelSpec::default()
             },
         )?;
@@ -166,12 +169,16 @@ impl Ocr {
         let rec = registry.fetched_spec(
             "ppocr.rec",
             ModelSpec {
-                batches: REC_BATCHES.to_vec(),
+                // One line per run: on the H200 a batch of 32 lines took 5.3 ms a line at
+                // 640 px and up to 2.6 s a run at the widest bucket, one line alone 3.3-3.8
+                // ms (docs/bench-gpu.md); on the CPU the two cost the same per line.
+                batches: vec![1],
+                max_run: Some(1),
                 warm: rec::WIDTHS
                     .iter()
                     .map(|&w| vec![3, rec::REC_H as i64, w as i64])
                     .collect(),
-                // Six widths x two batch sizes: a heuristic pick per shape, no timing.
+                // Six widths: a heuristic pick per shape, no timing.
                 conv_search: ConvSearch::Heuristic,
                 precision: Precision::Fp32,
                 ..ModelSpec::default()
