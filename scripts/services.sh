@@ -40,5 +40,15 @@ fi
 
 redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "services: Redis is not answering on 127.0.0.1:6379" >&2; exit 1; }
 (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { echo "services: RabbitMQ is not answering on 127.0.0.1:5672" >&2; exit 1; }
+# A broker under a resource alarm accepts connections but blocks every publisher: tests and
+# jobs would hang instead of failing. Say so now (usually the disk: RabbitMQ stops taking
+# messages when its disk has less free space than disk_free_limit).
+if command -v rabbitmq-diagnostics >/dev/null 2>&1 && ! rabbitmq-diagnostics -q check_alarms >/dev/null 2>&1; then
+  echo "services: RabbitMQ reports a resource alarm and blocks publishers:" >&2
+  rabbitmq-diagnostics -q alarms >&2 || true
+  df -h /var/lib/rabbitmq >&2 || true
+  echo "services: free disk space (or memory) so that the alarm clears, then run this again" >&2
+  exit 1
+fi
 command -v cargo >/dev/null 2>&1 || { echo "services: no Rust toolchain (cargo); install Rust >= 1.88 (rustup) first" >&2; exit 1; }
 echo "services: RabbitMQ, Redis, ffmpeg ready"

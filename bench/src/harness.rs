@@ -158,6 +158,7 @@ impl Harness {
                 class: *class,
                 name: format!("bench-{class}"),
                 backends: Backends::Synthetic { scale },
+                gpu: None,
             };
             tasks.push(tokio::spawn(worker::run(
                 config.clone(),

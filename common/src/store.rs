@@ -55,6 +55,23 @@ pub struct JobMeta {
     pub owner: Option<String>,
 }
 
+/// A running worker as it registers itself under `{prefix}:worker:{name}`: refreshed while it
+/// runs, gone (TTL) soon after it dies, deleted when it stops cleanly. `fleet gpus` reads it
+/// to show which worker holds which GPU.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    /// `gpu` or `cpu`.
+    pub class: String,
+    pub host: String,
+    pub pid: u32,
+    /// The pinned GPU (NVML UUID and index, and the CUDA device id its sessions use).
+    pub gpu_uuid: Option<String>,
+    pub gpu_index: Option<u32>,
+    pub cuda_device_id: Option<i32>,
+    pub started_at_ms: u64,
+}
+
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
@@ -352,6 +369,56 @@ impl Store {
         let mut c = self.conn.clone();
         let _: i64 = c.zrembyscore(self.recent_key(), 0, older_than_ms).await?;
         Ok(())
+    }
+
+    fn worker_key(&self, name: &str) -> String {
+        format!("{}:worker:{name}", self.prefix)
+    }
+
+    /// Registers (or refreshes) a running worker for `ttl`.
+    pub async fn register_worker(
+        &self,
+        info: &WorkerInfo,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let json = serde_json::to_string(info).unwrap_or_default();
+        let _: () = c
+            .set_ex(self.worker_key(&info.name), json, ttl.as_secs().max(1))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unregister_worker(&self, name: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.del(self.worker_key(name)).await?;
+        Ok(())
+    }
+
+    /// The workers registered now, by name (entries that do not parse are left out).
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
+        let mut c = self.conn.clone();
+        let keys: Vec<String> = {
+            let mut it: redis::AsyncIter<String> =
+                c.scan_match(format!("{}:worker:*", self.prefix)).await?;
+            let mut v = Vec::new();
+            while let Some(k) = futures::StreamExt::next(&mut it).await {
+                v.push(k?);
+            }
+            v
+        };
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut c).await?;
+        let mut list: Vec<WorkerInfo> = values
+            .into_iter()
+            .flatten()
+            .filter_map(|v| serde_json::from_str(&v).ok())
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(list)
     }
 
     /// Deletes every key under this prefix (tests only; uses SCAN).

@@ -261,6 +261,7 @@ async fn overview(State(core): State<Arc<Core>>) -> Response {
     params(("id" = String, Path, description = "job id")),
     responses(
         (status = 200, description = "the timeline", body = Timeline),
+        (status = 400, description = "an id outside the id grammar (common::ids)", body = ApiError),
         (status = 401, description = "not signed in", body = ApiError),
         (status = 404, description = "unknown or expired job", body = ApiError),
         (status = 503, description = "Redis unavailable", body = ApiError),

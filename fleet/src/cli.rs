@@ -136,6 +136,11 @@ pub struct UpArgs {
     /// Do not start the GPU worker (it falls back to the CPU execution provider without a GPU).
     #[arg(long)]
     pub no_gpu_worker: bool,
+    /// One GPU worker per GPU, each pinned to its device by UUID: `all` (every GPU NVML
+    /// lists) or NVML indices / UUIDs separated by commas (`0,1`). These workers need their
+    /// GPU (no CPU fallback). Without it: one GPU worker on GPU 0 that falls back to the CPU.
+    #[arg(long, conflicts_with = "no_gpu_worker")]
+    pub gpus: Option<String>,
 }
 
 /// Ids follow the fleet's one grammar (`common::ids`): refused here, before any request.

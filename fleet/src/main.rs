@@ -52,7 +52,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Watch(a) => watch::run(&Api::new(&args.url)?, a).await,
         Command::Queues => queues::run(config).await,
         Command::Dlq { action } => dlq::run(config, action).await,
-        Command::Gpus => gpus::run(),
+        Command::Gpus => gpus::run(config).await,
         Command::Up(a) => up::run(config, a).await,
         Command::Plan(mut a) => {
             // `fleet` owns the global --config; hand it to the planner.

@@ -39,9 +39,70 @@ pub struct ChildSpec {
     pub env: Vec<(String, String)>,
 }
 
+/// One GPU `up` starts a worker for: its NVML index (for the name) and UUID (what the worker
+/// pins: indices shift when devices come and go, a UUID never does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuTarget {
+    pub index: u32,
+    pub uuid: String,
+}
+
+/// Resolves `--gpus` (`all`, or indices / UUIDs separated by commas) against the devices NVML
+/// lists. Unknown devices, duplicates and an empty list are errors that name the GPUs there are.
+pub fn select_gpus(spec: &str, devices: &[gpu::DeviceInfo]) -> anyhow::Result<Vec<GpuTarget>> {
+    let known = || {
+        if devices.is_empty() {
+            "NVML lists no GPU".to_string()
+        } else {
+            let list: Vec<String> = devices
+                .iter()
+                .map(|d| format!("{} ({})", d.index, d.uuid))
+                .collect();
+            format!("GPUs here: {}", list.join(", "))
+        }
+    };
+    let chosen: Vec<&gpu::DeviceInfo> = if spec.trim().eq_ignore_ascii_case("all") {
+        devices.iter().collect()
+    } else {
+        let mut chosen = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let selector =
+                gpu::Selector::parse(part).map_err(|e| anyhow::anyhow!("--gpus: {e}"))?;
+            let found = devices.iter().find(|d| match &selector {
+                gpu::Selector::Index(i) => d.index == *i,
+                gpu::Selector::Uuid(u) => d.uuid.eq_ignore_ascii_case(u),
+            });
+            let Some(d) = found else {
+                anyhow::bail!("--gpus: no GPU {part}; {}", known());
+            };
+            if chosen.iter().any(|c: &&gpu::DeviceInfo| c.uuid == d.uuid) {
+                anyhow::bail!("--gpus: GPU {part} is named twice (one worker per GPU)");
+            }
+            chosen.push(d);
+        }
+        chosen
+    };
+    if chosen.is_empty() {
+        anyhow::bail!("--gpus {spec:?} selects no GPU; {}", known());
+    }
+    Ok(chosen
+        .into_iter()
+        .map(|d| GpuTarget {
+            index: d.index,
+            uuid: d.uuid.clone(),
+        })
+        .collect())
+}
+
 /// The processes `up` starts. Each worker gets its own health/metrics port counting up from
-/// `metrics` (only one process can bind a port; a worker without one has no probes).
-pub fn plan(args: &UpArgs, metrics: SocketAddr) -> anyhow::Result<Vec<ChildSpec>> {
+/// `metrics` (only one process can bind a port; a worker without one has no probes). With
+/// `gpus`, one GPU worker per GPU, pinned by UUID; without, one GPU worker that may fall back
+/// to the CPU provider.
+pub fn plan(
+    args: &UpArgs,
+    metrics: SocketAddr,
+    gpus: &[GpuTarget],
+) -> anyhow::Result<Vec<ChildSpec>> {
     let mut specs = vec![ChildSpec {
         name: "dispatcher".into(),
         program: "dispatcher",
@@ -53,7 +114,19 @@ pub fn plan(args: &UpArgs, metrics: SocketAddr) -> anyhow::Result<Vec<ChildSpec>
         None => vec![],
     };
     let mut workers: Vec<(String, Vec<String>)> = Vec::new();
-    if !args.no_gpu_worker {
+    if !gpus.is_empty() {
+        for g in gpus {
+            workers.push((
+                format!("worker-gpu{}", g.index),
+                vec![
+                    "--class".into(),
+                    "gpu".into(),
+                    "--gpu".into(),
+                    g.uuid.clone(),
+                ],
+            ));
+        }
+    } else if !args.no_gpu_worker {
         workers.push((
             "worker-gpu".into(),
             vec![
@@ -121,7 +194,19 @@ pub async fn run(config: Option<&Path>, args: UpArgs) -> anyhow::Result<()> {
     // The config loader already validated both addresses.
     let listen: SocketAddr = c.listen.parse()?;
     let metrics: SocketAddr = c.metrics_listen.parse()?;
-    let specs = plan(&args, metrics)?;
+    let gpus = match &args.gpus {
+        Some(spec) => {
+            let devices = gpu::list_devices().map_err(|e| {
+                anyhow::anyhow!(
+                    "--gpus {spec}: cannot list GPUs ({}); without --gpus one GPU worker starts and falls back to the CPU",
+                    crate::error::root_cause(&e)
+                )
+            })?;
+            select_gpus(spec, &devices)?
+        }
+        None => Vec::new(),
+    };
+    let specs = plan(&args, metrics, &gpus)?;
     let exe_dir = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf));
@@ -358,7 +443,84 @@ mod tests {
             synthetic_scale: scale,
             cpu_workers: cpu,
             no_gpu_worker: no_gpu,
+            gpus: None,
         }
+    }
+
+    /// Two simulated devices whose NVML order is not the order of their UUIDs.
+    fn devices() -> Vec<gpu::DeviceInfo> {
+        let d = |index: u32, uuid: &str| gpu::DeviceInfo {
+            index,
+            uuid: uuid.into(),
+            name: "NVIDIA H200".into(),
+            memory_used_bytes: 0,
+            memory_total_bytes: 150_000_000_000,
+            utilization_percent: None,
+            temperature_celsius: None,
+        };
+        vec![
+            d(0, "GPU-bbbbbbbb-0000-0000-0000-000000000000"),
+            d(1, "GPU-aaaaaaaa-0000-0000-0000-000000000000"),
+        ]
+    }
+
+    #[test]
+    fn gpus_all_starts_one_pinned_worker_per_device() {
+        let targets = select_gpus("all", &devices()).unwrap();
+        let specs = plan(
+            &up(None, 1, false),
+            "127.0.0.1:9100".parse().unwrap(),
+            &targets,
+        )
+        .unwrap();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["dispatcher", "worker-gpu0", "worker-gpu1", "worker-cpu-1"]
+        );
+        assert_eq!(
+            specs[1].args,
+            [
+                "--class",
+                "gpu",
+                "--gpu",
+                "GPU-bbbbbbbb-0000-0000-0000-000000000000"
+            ]
+        );
+        assert_eq!(
+            specs[2].args,
+            [
+                "--class",
+                "gpu",
+                "--gpu",
+                "GPU-aaaaaaaa-0000-0000-0000-000000000000"
+            ]
+        );
+        let ports: Vec<&str> = specs[1..].iter().map(metrics_of).collect();
+        assert_eq!(
+            ports,
+            ["127.0.0.1:9100", "127.0.0.1:9101", "127.0.0.1:9102"]
+        );
+    }
+
+    #[test]
+    fn gpus_by_index_or_uuid_in_the_order_given() {
+        let devs = devices();
+        let t = select_gpus("1, GPU-BBBBBBBB-0000-0000-0000-000000000000", &devs).unwrap();
+        assert_eq!(t.iter().map(|g| g.index).collect::<Vec<_>>(), [1, 0]);
+        assert_eq!(t[0].uuid, devs[1].uuid);
+        for (bad, says) in [
+            ("2", "no GPU 2"),
+            ("0,0", "named twice"),
+            ("1,GPU-aaaaaaaa-0000-0000-0000-000000000000", "named twice"),
+            ("first", "--gpus"),
+            (",", "selects no GPU"),
+        ] {
+            let e = select_gpus(bad, &devs).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = select_gpus("all", &[]).unwrap_err().to_string();
+        assert!(e.contains("NVML lists no GPU"), "{e}");
     }
 
     fn metrics_of(s: &ChildSpec) -> &str {
@@ -371,7 +533,12 @@ mod tests {
 
     #[test]
     fn each_worker_gets_its_own_metrics_port() {
-        let specs = plan(&up(Some(0.01), 2, false), "127.0.0.1:9100".parse().unwrap()).unwrap();
+        let specs = plan(
+            &up(Some(0.01), 2, false),
+            "127.0.0.1:9100".parse().unwrap(),
+            &[],
+        )
+        .unwrap();
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
@@ -401,7 +568,7 @@ mod tests {
 
     #[test]
     fn no_gpu_worker_and_no_scale() {
-        let specs = plan(&up(None, 1, true), "0.0.0.0:9200".parse().unwrap()).unwrap();
+        let specs = plan(&up(None, 1, true), "0.0.0.0:9200".parse().unwrap(), &[]).unwrap();
         assert_eq!(specs.len(), 2);
         assert_eq!(specs[1].args, ["--class", "cpu"]);
         assert_eq!(metrics_of(&specs[1]), "0.0.0.0:9200");
@@ -409,7 +576,7 @@ mod tests {
 
     #[test]
     fn ports_past_65535_are_an_error() {
-        let e = plan(&up(None, 3, false), "127.0.0.1:65534".parse().unwrap()).unwrap_err();
+        let e = plan(&up(None, 3, false), "127.0.0.1:65534".parse().unwrap(), &[]).unwrap_err();
         assert!(e.to_string().contains("--cpu-workers"), "{e}");
     }
 

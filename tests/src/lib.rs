@@ -144,6 +144,7 @@ impl Fleet {
             class,
             name: name.into(),
             backends,
+            gpu: None,
         };
         let handle = tokio::spawn(worker::run(
             self.config.clone(),

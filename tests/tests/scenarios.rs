@@ -10,5 +10,6 @@ mod scenarios {
     mod intake;
     mod outages;
     mod real_media;
+    mod registration;
     mod security;
 }

@@ -14,11 +14,13 @@ pub mod runner;
 pub mod settings;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::broker::Broker;
 use common::config::{FleetConfig, StageClass};
 use common::consume::{self, ConsumerSpec};
 use common::metrics::{Metrics, stage_labels};
+use common::store::WorkerInfo;
 use common::{Store, Topology};
 use media::MediaCache;
 use tokio::net::TcpListener;
@@ -35,6 +37,34 @@ pub struct WorkerOptions {
     /// Name written into outcomes and used as the AMQP connection name.
     pub name: String,
     pub backends: Backends,
+    /// The GPU this worker is pinned to (registered with the worker for `fleet gpus`).
+    pub gpu: Option<WorkerGpu>,
+}
+
+/// The pinned device as NVML and ONNX Runtime name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerGpu {
+    pub uuid: String,
+    pub index: u32,
+    pub cuda_device_id: i32,
+}
+
+/// How long a registration lives without a refresh, and how often it is refreshed.
+const REGISTRATION_TTL: Duration = Duration::from_secs(30);
+const REGISTRATION_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps this worker's registration fresh until `shutdown`, then deletes it.
+async fn keep_registered(store: Store, info: WorkerInfo, shutdown: CancellationToken) {
+    loop {
+        if let Err(e) = store.register_worker(&info, REGISTRATION_TTL).await {
+            tracing::debug!(error = %e, "worker registration not refreshed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(REGISTRATION_EVERY) => {}
+        }
+    }
+    let _ = store.unregister_worker(&info.name).await;
 }
 
 /// Runs a worker until `shutdown` fires, then drains in-flight tasks within the grace period.
@@ -56,6 +86,21 @@ pub async fn run(
         );
     }
     let store = Store::connect(&c.redis_url, &c.prefix, config.result_ttl).await?;
+    let info = WorkerInfo {
+        name: opts.name.clone(),
+        class: opts.class.to_string(),
+        host: std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        pid: std::process::id(),
+        gpu_uuid: opts.gpu.as_ref().map(|g| g.uuid.clone()),
+        gpu_index: opts.gpu.as_ref().map(|g| g.index),
+        cuda_device_id: opts.gpu.as_ref().map(|g| g.cuda_device_id),
+        started_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    };
     let topology = Topology::new(&c.prefix);
     let broker = Broker::connect(
         &c.amqp_url,
@@ -65,6 +110,7 @@ pub async fn run(
         &shutdown,
     )
     .await?;
+    let registration = tokio::spawn(keep_registered(store.clone(), info, shutdown.clone()));
     let registry = Registry::build(&config, opts.backends);
     let media_cfg = settings::media_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let accepting = accepting.unwrap_or_else(|| watch::channel(true).1);
@@ -121,6 +167,7 @@ pub async fn run(
     );
     futures::future::join_all(consumers).await;
     broker.close().await;
+    let _ = registration.await;
     if let Some(h) = health_task {
         let _ = h.await;
     }
