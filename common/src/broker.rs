@@ -183,12 +183,12 @@ impl Broker {
         &self.topology
     }
 
+    /// Whether a live connection exists now. Never waits: while a reconnect holds the
+    /// connection's lock (the broker is away), the answer is no.
     pub async fn is_connected(&self) -> bool {
         self.live
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|l| l.conn.status().connected())
+            .try_lock()
+            .is_ok_and(|live| live.as_ref().is_some_and(|l| l.conn.status().connected()))
     }
 
     async fn open(&self) -> Result<Live, lapin::Error> {
@@ -215,7 +215,8 @@ impl Broker {
         let attempt = || async { self.open().await };
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(10))
+            // Jitter adds up to as much again: waits stay within 10 s.
+            .with_max_delay(Duration::from_secs(5))
             .with_jitter()
             .without_max_times();
         let open = attempt.retry(backoff).notify(

@@ -4,12 +4,13 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,7 +26,13 @@ pub struct ConsumerSpec {
 }
 
 /// Runs until `shutdown` fires and the handlers drained. `work_cancel` is cancelled when the
-/// grace period runs out, so long handlers can stop early.
+/// grace period after shutdown runs out, so long handlers can stop early.
+///
+/// A lost connection is not a shutdown: handlers of the lost channel keep running (their
+/// outcomes are stored; the broker redelivers their messages, which then find the outcome
+/// and are acked without running again), the consumer reconnects at once with backoff, and
+/// nothing is cancelled however long the outage lasts. At most `prefetch` handlers run at a
+/// time across connections, so the stage's limit holds while old handlers finish.
 pub async fn run<H, F>(
     broker: Arc<Broker>,
     spec: ConsumerSpec,
@@ -37,31 +44,62 @@ pub async fn run<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     let handler = Arc::new(handler);
-    let mut delay = Duration::from_millis(200);
+    let slots = Arc::new(Semaphore::new(usize::from(spec.prefetch.max(1))));
+    let tracker = TaskTracker::new();
+    let mut delay = RECONNECT_FIRST;
+    let mut open_channel = None;
     loop {
-        match once(&broker, &spec, &shutdown, &work_cancel, handler.clone()).await {
-            Ok(()) => return,
-            Err(BrokerError::Cancelled) => return,
+        let started = Instant::now();
+        match once(&broker, &spec, &shutdown, &tracker, &slots, handler.clone()).await {
+            Ok(ch) => {
+                open_channel = Some(ch);
+                break;
+            }
+            Err(BrokerError::Cancelled) => break,
             Err(e) => {
-                tracing::warn!(queue = %spec.queue, error = %e, retry_in = ?delay, "consumer lost; reconnecting");
+                if started.elapsed() > RECONNECT_RESET_AFTER {
+                    delay = RECONNECT_FIRST;
+                }
+                tracing::warn!(queue = %spec.queue, error = %e, retry_in = ?delay, running = tracker.len(), "consumer lost; reconnecting");
                 broker.invalidate().await;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => break,
                 }
-                delay = (delay * 2).min(Duration::from_secs(10));
+                delay = (delay * 2).min(RECONNECT_MAX);
             }
         }
     }
+    tracker.close();
+    if tokio::time::timeout(spec.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(queue = %spec.queue, grace = ?spec.grace, "grace period over; unfinished tasks go back to the queue");
+        work_cancel.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+    // Closing the channel requeues whatever is still unacked.
+    if let Some(ch) = open_channel {
+        let _ = ch.close(200, "shutdown".into()).await;
+    }
 }
 
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(10);
+/// A connection that lasted this long starts the next reconnect from the first delay again.
+const RECONNECT_RESET_AFTER: Duration = Duration::from_secs(30);
+
+/// Consumes on one channel until it fails (`Err`) or shutdown begins (`Ok(channel)`: new
+/// deliveries stopped, the channel left open for the running handlers to ack on).
 async fn once<H, F>(
     broker: &Arc<Broker>,
     spec: &ConsumerSpec,
     shutdown: &CancellationToken,
-    work_cancel: &CancellationToken,
+    tracker: &TaskTracker,
+    slots: &Arc<Semaphore>,
     handler: Arc<H>,
-) -> Result<(), BrokerError>
+) -> Result<lapin::Channel, BrokerError>
 where
     H: Fn(Delivery) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
@@ -78,36 +116,27 @@ where
         )
         .await?;
     tracing::info!(queue = %spec.queue, prefetch = spec.prefetch, "consuming");
-    let tracker = TaskTracker::new();
-    let result = loop {
+    loop {
         tokio::select! {
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let h = handler.clone();
-                    tracker.spawn(async move { h(delivery).await });
+                    let slot = slots.clone().acquire_owned();
+                    tracker.spawn(async move {
+                        // Closed only when the process ends; then the delivery is requeued.
+                        let Ok(_slot) = slot.await else { return };
+                        h(delivery).await
+                    });
                 }
-                Some(Err(e)) => break Err(BrokerError::Amqp(e)),
-                None => break Err(BrokerError::Closed(format!("consumer on {} ended", spec.queue))),
+                Some(Err(e)) => return Err(BrokerError::Amqp(e)),
+                None => return Err(BrokerError::Closed(format!("consumer on {} ended", spec.queue))),
             },
-            _ = shutdown.cancelled() => break Ok(()),
+            _ = shutdown.cancelled() => break,
         }
-    };
-    if result.is_ok() {
-        // Stop new deliveries first; in-flight handlers keep their channel to ack on.
-        let _ = ch
-            .basic_cancel(spec.tag.as_str().into(), BasicCancelOptions::default())
-            .await;
     }
-    tracker.close();
-    if tokio::time::timeout(spec.grace, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(queue = %spec.queue, grace = ?spec.grace, "grace period over; unfinished tasks go back to the queue");
-        work_cancel.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
-    }
-    // Closing the channel requeues whatever is still unacked.
-    let _ = ch.close(200, "shutdown".into()).await;
-    result
+    // Stop new deliveries first; in-flight handlers keep their channel to ack on.
+    let _ = ch
+        .basic_cancel(spec.tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    Ok(ch)
 }

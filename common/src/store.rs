@@ -137,6 +137,11 @@ impl Store {
         self.ttl.as_secs().max(1) as i64
     }
 
+    /// PING within `within` (probes answer within a bound while Redis is away).
+    pub async fn ping_within(&self, within: Duration) -> bool {
+        matches!(tokio::time::timeout(within, self.ping()).await, Ok(Ok(())))
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut c).await?;

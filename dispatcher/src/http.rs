@@ -34,6 +34,9 @@ use crate::core::{Caller, Core, SubmitError};
 use crate::intake::MAX_REQUEST_BYTES;
 use crate::{openapi, ui};
 
+/// How long a readiness probe waits for Redis before saying it is not reachable.
+const PROBE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn router(core: Arc<Core>) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let (open, _) = public_routes().split_for_parts();
@@ -149,7 +152,7 @@ async fn healthz() -> &'static str {
     (status = 503, description = "one is not", body = Readiness),
 ))]
 async fn ready(State(core): State<Arc<Core>>) -> Response {
-    let redis = core.store.ping().await.is_ok();
+    let redis = core.store.ping_within(PROBE_WITHIN).await;
     let amqp = core.broker.is_connected().await;
     let code = if redis && amqp {
         StatusCode::OK

@@ -15,6 +15,9 @@ use common::auth::{bearer, token_matches};
 
 use crate::runner::Shared;
 
+/// How long a readiness probe waits for Redis before saying it is not reachable.
+const PROBE_WITHIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn router(w: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -37,7 +40,7 @@ fn authorized(w: &Shared, headers: &HeaderMap) -> bool {
 }
 
 async fn ready(State(w): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let redis = w.store.ping().await.is_ok();
+    let redis = w.store.ping_within(PROBE_WITHIN).await;
     let amqp = w.broker.is_connected().await;
     let accepting = *w.accepting.borrow();
     let code = if redis && amqp {

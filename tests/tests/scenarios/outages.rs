@@ -61,3 +61,50 @@ async fn workers_survive_losing_rabbitmq() {
 async fn workers_survive_losing_redis() {
     outage_during_jobs("127.0.0.1:6379", false).await;
 }
+
+/// A broker outage longer than the shutdown grace period, with tasks running when it starts,
+/// is not a shutdown: the running tasks finish and store their outcomes, the workers reconnect
+/// and take the next job's tasks (before the fix, the grace period's cancellation fired
+/// during the outage and every later task started cancelled).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_grace_period_does_not_wedge_the_workers() {
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let mut fleet = Fleet::new(|c| {
+        let names: Vec<String> = c.enabled_analyzers().map(|a| a.name.clone()).collect();
+        for n in names {
+            set_param(c, &n, "synthetic_secs", json!(0.1));
+        }
+        // Stage-1 tasks outlast the grace period from the moment the broker goes away.
+        for n in ["object_detection", "product_detection", "qwen2_vl_temporal"] {
+            set_param(c, n, "synthetic_secs", json!(3.0));
+        }
+    })
+    .await;
+    fleet.start_dispatcher().await;
+    let mut cfg = (*fleet.config).clone();
+    cfg.connections.amqp_url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    cfg.shutdown_grace = Duration::from_secs(1);
+    let main_config = std::mem::replace(&mut fleet.config, std::sync::Arc::new(cfg));
+    let b = Backends::Synthetic { scale: 1.0 };
+    fleet.start_worker(StageClass::Gpu, "gpu-1", b).await;
+    fleet.start_worker(StageClass::Cpu, "cpu-1", b).await;
+    fleet.config = main_config;
+
+    let first = fleet.submit(json!({"video": "/v/before.mp4"})).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    proxy.restore();
+    let second = fleet.submit(json!({"video": "/v/after.mp4"})).await;
+    for id in [&first, &second] {
+        let outcomes = fleet.wait_completed(id, Duration::from_secs(90)).await;
+        assert_eq!(outcomes.len(), 22);
+        let not_ok: Vec<_> = outcomes
+            .iter()
+            .filter(|(_, o)| o.status != OutcomeStatus::Ok)
+            .map(|(a, o)| format!("{a}: {:?} {:?}", o.status, o.error))
+            .collect();
+        assert!(not_ok.is_empty(), "job {id}: {not_ok:?}");
+    }
+    fleet.cleanup().await;
+}
