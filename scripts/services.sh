@@ -22,8 +22,9 @@ fi
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   echo "services: starting Redis on 127.0.0.1:6379"
   mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
-  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-    --dir "${TMPDIR:-/tmp}" --logfile "${TMPDIR:-/tmp}/fleet-redis.log"
+  # With its append-only file, as the fleet expects of Redis (a restart keeps the jobs).
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly yes \
+    --appendfsync everysec --dir "${TMPDIR:-/tmp}" --logfile "${TMPDIR:-/tmp}/fleet-redis.log"
   for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub in_flight: Family<StageLabels, Gauge>,
     pub stage_limit: Family<StageLabels, Gauge>,
     pub dead_lettered: Family<ReasonLabels, Counter>,
+    /// Tasks acked without running, by reason (`job gone`: the job's record is not in Redis).
+    pub tasks_dropped: Family<ReasonLabels, Counter>,
     pub jobs_submitted: Counter,
     pub jobs_completed: Counter,
     pub job_latency: Histogram,
@@ -95,6 +97,7 @@ impl Metrics {
             in_flight: Family::default(),
             stage_limit: Family::default(),
             dead_lettered: Family::default(),
+            tasks_dropped: Family::default(),
             jobs_submitted: Counter::default(),
             jobs_completed: Counter::default(),
             job_latency: duration_histogram(),
@@ -142,6 +145,11 @@ impl Metrics {
             "dead_lettered",
             "Messages sent to the dead-letter queue",
             m.dead_lettered.clone(),
+        );
+        registry.register(
+            "tasks_dropped",
+            "Tasks acked without running (their job's record is gone)",
+            m.tasks_dropped.clone(),
         );
         registry.register(
             "jobs_submitted",

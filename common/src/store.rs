@@ -72,6 +72,42 @@ pub struct WorkerInfo {
     pub started_at_ms: u64,
 }
 
+/// What a Redis server keeps across a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persistence {
+    /// Append-only file on.
+    pub aof: bool,
+    /// RDB snapshots configured (`save` has at least one rule).
+    pub snapshots: bool,
+}
+
+impl Persistence {
+    pub fn of(appendonly: &str, save: &str) -> Self {
+        Self {
+            aof: appendonly.trim().eq_ignore_ascii_case("yes"),
+            snapshots: !save.trim().is_empty(),
+        }
+    }
+
+    /// Nothing survives a restart: every job, outcome and idempotency key goes with it.
+    pub fn keeps_nothing(self) -> bool {
+        !self.aof && !self.snapshots
+    }
+
+    /// Logs a warning when a restart of this Redis would lose the fleet's state.
+    pub fn warn_if_volatile(p: Option<Self>) {
+        match p {
+            Some(p) if p.keeps_nothing() => tracing::warn!(
+                "Redis keeps nothing on disk (appendonly no, no save rules): a restart loses every job and outcome; run it with appendonly yes"
+            ),
+            Some(p) if !p.aof => tracing::warn!(
+                "Redis only snapshots (appendonly no): a restart loses what changed since the last snapshot; appendonly yes is safer"
+            ),
+            _ => {}
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
@@ -293,6 +329,38 @@ impl Store {
             .transpose()
     }
 
+    /// Whether the job's record exists, and the task's outcome if it has one: one round trip.
+    pub async fn task_state(
+        &self,
+        id: &str,
+        analyzer: &str,
+    ) -> Result<(bool, Option<Outcome>), StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.results_key(id);
+        let (exists, raw): (bool, Option<String>) = redis::pipe()
+            .exists(self.job_key(id))
+            .hget(&key, analyzer)
+            .query_async(&mut c)
+            .await?;
+        let outcome = raw
+            .map(|r| serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, e)))
+            .transpose()?;
+        Ok((exists, outcome))
+    }
+
+    /// What Redis keeps on disk (`CONFIG GET appendonly` and `save`); `None` where the server
+    /// does not say (CONFIG disabled or renamed).
+    pub async fn persistence(&self) -> Option<Persistence> {
+        let mut c = self.conn.clone();
+        let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
+        let aof: Vec<String> = get("appendonly").query_async(&mut c).await.ok()?;
+        let save: Vec<String> = get("save").query_async(&mut c).await.ok()?;
+        Some(Persistence::of(
+            aof.get(1).map(String::as_str).unwrap_or(""),
+            save.get(1).map(String::as_str).unwrap_or(""),
+        ))
+    }
+
     pub async fn outcomes(&self, id: &str) -> Result<BTreeMap<String, Outcome>, StoreError> {
         let mut c = self.conn.clone();
         let key = self.results_key(id);
@@ -443,5 +511,19 @@ impl Store {
             let _: i64 = c.del(chunk).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persistence_from_config_get() {
+        assert!(Persistence::of("no", "").keeps_nothing());
+        assert!(!Persistence::of("yes", "").keeps_nothing());
+        let snap = Persistence::of("no", "3600 1 300 100");
+        assert!(snap.snapshots && !snap.aof && !snap.keeps_nothing());
+        assert!(Persistence::of(" YES ", "").aof);
     }
 }

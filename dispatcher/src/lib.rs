@@ -41,6 +41,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let c = &config.connections;
     let store = Store::connect(&c.redis_url, &c.prefix, config.result_ttl).await?;
+    common::store::Persistence::warn_if_volatile(store.persistence().await);
     let topology = Topology::new(&c.prefix);
     let name = format!("dispatcher@{}", hostname());
     let broker = Broker::connect(

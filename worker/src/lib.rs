@@ -86,6 +86,7 @@ pub async fn run(
         );
     }
     let store = Store::connect(&c.redis_url, &c.prefix, config.result_ttl).await?;
+    common::store::Persistence::warn_if_volatile(store.persistence().await);
     let info = WorkerInfo {
         name: opts.name.clone(),
         class: opts.class.to_string(),

@@ -126,13 +126,26 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         r = accepting.wait_for(|ok| *ok) => if r.is_err() { return },
         _ = w.shutdown.cancelled() => return,
     }
-    let Step::Done(existing) = persist(&w, "read outcome", || {
-        w.store.outcome(&task.job_id, &task.analyzer)
+    let Step::Done((job_exists, existing)) = persist(&w, "read outcome", || {
+        w.store.task_state(&task.job_id, &task.analyzer)
     })
     .await
     else {
         return;
     };
+    if existing.is_none() && !job_exists {
+        // The job's record is gone (expired, deleted, or Redis lost its data): nobody can
+        // read this result and no job can complete with it. Drop the task before it runs.
+        tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, "the job's record is not in Redis; dropping the task without running it");
+        w.metrics
+            .tasks_dropped
+            .get_or_create(&ReasonLabels {
+                reason: "job gone".into(),
+            })
+            .inc();
+        ack(d).await;
+        return;
+    }
     if let Some(o) = existing {
         span.record("outcome", o.status.as_str());
         // Already final (a redelivery, a duplicate publish, or a cancelled job): don't run again.

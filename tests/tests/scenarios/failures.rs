@@ -141,3 +141,51 @@ async fn cancel_drops_queued_tasks() {
     broker.close().await;
     fleet.cleanup().await;
 }
+
+/// A task whose job's record is not in Redis (expired, deleted, or Redis lost its data) is
+/// acked without running: no result nobody can read, no slot spent on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_vanished_job_are_dropped_before_they_run() {
+    use lapin::types::FieldTable;
+    let mut fleet = Fleet::new(|_| {}).await;
+    let (metrics, _) = fleet
+        .start_worker(
+            common::config::StageClass::Cpu,
+            "cpu-1",
+            worker::Backends::Synthetic { scale: 0.01 },
+        )
+        .await;
+    let broker = fleet.broker().await;
+    let topo = fleet.topology();
+    let ghost = "job-that-redis-forgot";
+    let task = common::message::TaskMessage {
+        v: 1,
+        job_id: ghost.into(),
+        analyzer: "audio_analysis".into(),
+        stage: "cpu".into(),
+        video: "/v.mp4".into(),
+        inputs: vec![],
+        published_at_ms: 0,
+    };
+    let body = common::codec::encode(&task).unwrap();
+    let props = common::broker::persistent(common::codec::MSGPACK, FieldTable::default());
+    broker
+        .publish("", &topo.stage_queue("cpu"), &body, props)
+        .await
+        .unwrap();
+    tests::eventually(Duration::from_secs(20), "the task dropped", || {
+        let m = metrics.clone();
+        async move {
+            m.encode()
+                .contains("fleet_tasks_dropped_total{reason=\"job gone\"} 1")
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        fleet.outcomes(ghost).await.is_empty(),
+        "nothing was run or stored for the vanished job"
+    );
+    broker.close().await;
+    fleet.cleanup().await;
+}
