@@ -98,6 +98,11 @@ pub struct CancelAnswer {
 pub struct Readiness {
     pub redis: bool,
     pub amqp: bool,
+    /// When this dispatcher last saw Redis lose the fleet's data (its epoch key vanished or
+    /// changed: a restart without persistence, a flush, another server): jobs from before
+    /// then are gone. Absent while it never happened in this process's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_lost_at_ms: Option<u64>,
 }
 
 /// One fleet queue as the broker reports it.

@@ -71,6 +71,8 @@ pub struct Metrics {
     /// Tasks acked without running, by reason (`job gone`: the job's record is not in Redis).
     pub tasks_dropped: Family<ReasonLabels, Counter>,
     pub jobs_submitted: Counter,
+    /// Times the dispatcher saw Redis lose the fleet's data (its epoch key vanished or changed).
+    pub redis_state_lost: Counter,
     pub jobs_completed: Counter,
     pub job_latency: Histogram,
     pub gpu_memory_used_bytes: Family<GpuLabels, Gauge>,
@@ -99,6 +101,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             tasks_dropped: Family::default(),
             jobs_submitted: Counter::default(),
+            redis_state_lost: Counter::default(),
             jobs_completed: Counter::default(),
             job_latency: duration_histogram(),
             gpu_memory_used_bytes: Family::default(),
@@ -150,6 +153,11 @@ impl Metrics {
             "tasks_dropped",
             "Tasks acked without running (their job's record is gone)",
             m.tasks_dropped.clone(),
+        );
+        registry.register(
+            "redis_state_lost",
+            "Times Redis lost the fleet's data (epoch key gone or changed)",
+            m.redis_state_lost.clone(),
         );
         registry.register(
             "jobs_submitted",

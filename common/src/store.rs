@@ -444,6 +444,45 @@ impl Store {
         Ok(())
     }
 
+    /// Marks this Redis as holding the fleet's state, so that its disappearance tells a wiped
+    /// or replaced Redis from an empty one. Its TTL is twice the results' and every check
+    /// renews it: it outlives every job it vouches for, and goes when nobody checks.
+    fn epoch_key(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
+    fn epoch_ttl_secs(&self) -> i64 {
+        self.ttl_secs().saturating_mul(2)
+    }
+
+    /// The epoch now, creating it from `candidate` if there is none; returns the one that holds.
+    pub async fn ensure_epoch(&self, candidate: &str) -> Result<String, StoreError> {
+        let mut c = self.conn.clone();
+        let (now,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(self.epoch_key())
+            .arg(candidate)
+            .arg("NX")
+            .arg("EX")
+            .arg(self.epoch_ttl_secs())
+            .ignore()
+            .get(self.epoch_key())
+            .query_async(&mut c)
+            .await?;
+        Ok(now.unwrap_or_else(|| candidate.to_string()))
+    }
+
+    /// The epoch now (renewing its TTL), or `None` when there is none.
+    pub async fn epoch(&self) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        Ok(redis::cmd("GETEX")
+            .arg(self.epoch_key())
+            .arg("EX")
+            .arg(self.epoch_ttl_secs())
+            .query_async(&mut c)
+            .await?)
+    }
+
     fn worker_key(&self, name: &str) -> String {
         format!("{}:worker:{name}", self.prefix)
     }

@@ -116,6 +116,8 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the shutdown grace period is over: retry loops give up then.
     pub work_cancel: tokio_util::sync::CancellationToken,
+    /// The Redis epoch this process saw, and when the fleet's data was seen lost.
+    pub epoch: crate::epoch::EpochState,
     /// Serialises `advance` per job inside this process (striped by job id); across
     /// replicas the idempotent steps make races harmless.
     locks: Vec<Mutex<()>>,
@@ -136,6 +138,7 @@ impl Core {
             broker,
             metrics,
             work_cancel,
+            epoch: Default::default(),
             locks,
         }
     }

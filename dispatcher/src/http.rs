@@ -159,7 +159,16 @@ async fn ready(State(core): State<Arc<Core>>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, Json(Readiness { redis, amqp })).into_response()
+    let state_lost_at_ms = core.epoch.lost_at_ms();
+    (
+        code,
+        Json(Readiness {
+            redis,
+            amqp,
+            state_lost_at_ms,
+        }),
+    )
+        .into_response()
 }
 
 /// This document: the OpenAPI 3.1 contract of every route, generated from the code.
@@ -347,7 +356,7 @@ async fn load_for(
         }
         Ok(_) => Err(error(
             StatusCode::NOT_FOUND,
-            format!("no job {id:?} (unknown or expired)"),
+            format!("no job {id:?} ({})", core.epoch.why_unknown()),
         )),
         Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
@@ -461,7 +470,7 @@ async fn cancel(
         Ok(Some(status)) => Json(CancelAnswer { job_id: id, status }).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
-            format!("no job {id:?} (unknown or expired)"),
+            format!("no job {id:?} ({})", core.epoch.why_unknown()),
         ),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }

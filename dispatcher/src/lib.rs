@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod core;
+pub mod epoch;
 pub mod http;
 pub mod intake;
 pub mod openapi;
@@ -61,6 +62,7 @@ pub async fn run(
         work_cancel.clone(),
     ));
 
+    let epoch_watch = tokio::spawn(epoch::watch(core.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, prefix = %c.prefix, auth = c.api_token.is_some(), "dispatcher listening");
     let http_shutdown = shutdown.clone();
@@ -101,6 +103,7 @@ pub async fn run(
         async move { tokio::join!(jobs, outcomes, dead) }
     };
     let (served, _) = tokio::join!(server, consumers);
+    let _ = epoch_watch.await;
     broker.close().await;
     served?;
     tracing::info!("dispatcher stopped");

@@ -108,3 +108,67 @@ async fn an_outage_longer_than_the_grace_period_does_not_wedge_the_workers() {
     }
     fleet.cleanup().await;
 }
+
+/// A Redis that lost the fleet's data (here: every key of the prefix deleted, as a restart
+/// without persistence or a flush would) is noticed and said: `/readyz` names the time, the
+/// API's 404 says the job may have been lost, and a new epoch starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_redis_is_detected_and_reported() {
+    let mut fleet = Fleet::new(|_| {}).await;
+    fleet.start_dispatcher().await;
+    let store = fleet.store.clone();
+    let first = tests::eventually(Duration::from_secs(20), "the epoch key", || {
+        let store = store.clone();
+        async move { store.epoch().await.ok().flatten() }
+    })
+    .await;
+    let ready = |fleet: &Fleet| {
+        let (http, url) = (fleet.http.clone(), format!("{}/readyz", fleet.base_url()));
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert!(ready(&fleet).await.get("state_lost_at_ms").is_none());
+    let r = fleet
+        .http
+        .get(format!("{}/v1/jobs/never-was", fleet.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("unknown or expired"));
+
+    store.delete_prefix().await.unwrap();
+    let body = tests::eventually(Duration::from_secs(20), "readyz reporting the loss", || {
+        let r = ready(&fleet);
+        async move {
+            let b = r.await;
+            b.get("state_lost_at_ms")
+                .and_then(|v| v.as_u64())
+                .map(|_| b)
+        }
+    })
+    .await;
+    assert_eq!(body["redis"], true, "{body}");
+    let second = store.epoch().await.unwrap().expect("a new epoch");
+    assert_ne!(first, second);
+    let r = fleet
+        .http
+        .get(format!("{}/v1/jobs/never-was", fleet.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("lost when Redis lost the fleet's data"),
+        "{text}"
+    );
+    fleet.cleanup().await;
+}
