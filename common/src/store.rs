@@ -507,18 +507,20 @@ impl Store {
         Ok(())
     }
 
+    /// Every key matching `pattern` (SCAN: never blocks the server).
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        let mut it: redis::AsyncIter<String> = c.scan_match(pattern).await?;
+        let mut keys = Vec::new();
+        while let Some(k) = futures::StreamExt::next(&mut it).await {
+            keys.push(k?);
+        }
+        Ok(keys)
+    }
+
     /// The workers registered now, by name (entries that do not parse are left out).
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, StoreError> {
-        let mut c = self.conn.clone();
-        let keys: Vec<String> = {
-            let mut it: redis::AsyncIter<String> =
-                c.scan_match(format!("{}:worker:*", self.prefix)).await?;
-            let mut v = Vec::new();
-            while let Some(k) = futures::StreamExt::next(&mut it).await {
-                v.push(k?);
-            }
-            v
-        };
+        let keys = self.scan(&format!("{}:worker:*", self.prefix)).await?;
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -535,16 +537,7 @@ impl Store {
 
     /// Deletes every key under this prefix (tests only; uses SCAN).
     pub async fn delete_prefix(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let keys: Vec<String> = {
-            let mut it: redis::AsyncIter<String> =
-                c.scan_match(format!("{}:*", self.prefix)).await?;
-            let mut v = Vec::new();
-            while let Some(k) = futures::StreamExt::next(&mut it).await {
-                v.push(k?);
-            }
-            v
-        };
+        let keys = self.scan(&format!("{}:*", self.prefix)).await?;
         let mut c = self.conn.clone();
         for chunk in keys.chunks(500) {
             let _: i64 = c.del(chunk).await?;

@@ -134,15 +134,19 @@ async fn a_wiped_redis_is_detected_and_reported() {
                 .unwrap()
         }
     };
+    let not_found = |fleet: &Fleet| {
+        let (http, url) = (
+            fleet.http.clone(),
+            format!("{}/v1/jobs/never-was", fleet.base_url()),
+        );
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 404);
+            r.text().await.unwrap()
+        }
+    };
     assert!(ready(&fleet).await.get("state_lost_at_ms").is_none());
-    let r = fleet
-        .http
-        .get(format!("{}/v1/jobs/never-was", fleet.base_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    assert!(r.text().await.unwrap().contains("unknown or expired"));
+    assert!(not_found(&fleet).await.contains("unknown or expired"));
 
     store.delete_prefix().await.unwrap();
     let body = tests::eventually(Duration::from_secs(20), "readyz reporting the loss", || {
