@@ -88,7 +88,12 @@ impl Fleet {
             prefix,
             config: Arc::new(config),
             store,
-            http: reqwest::Client::new(),
+            // Bounded, so that a request the fleet never answers fails the test instead of
+            // hanging the run.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("HTTP client"),
             dispatcher_addr: None,
             shutdown: CancellationToken::new(),
             tasks: Vec::new(),
@@ -238,12 +243,24 @@ impl Fleet {
         for h in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(35), h).await;
         }
-        let broker = self.broker().await;
-        if let Ok(ch) = broker.channel(&CancellationToken::new()).await {
-            let _ = self.topology().delete_all(&ch).await;
+        // Bounded too: leftovers under a unique prefix are harmless, a hang is not.
+        let teardown = async {
+            let broker = self.broker().await;
+            if let Ok(ch) = broker.channel(&CancellationToken::new()).await {
+                let _ = self.topology().delete_all(&ch).await;
+            }
+            broker.close().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(30), teardown)
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "cleanup: broker teardown for {} did not finish within 30 s",
+                self.prefix
+            );
         }
-        broker.close().await;
-        let _ = self.store.delete_prefix().await;
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.store.delete_prefix()).await;
     }
 }
 
