@@ -106,6 +106,20 @@ pub struct MediaConfig {
     pub ffmpeg_memory_bytes: u64,
     /// RLIMIT_CPU of each ffmpeg/ffprobe process in seconds; 0 = none.
     pub ffmpeg_cpu_secs: u64,
+    /// Hardware video decoding for the frame passes (audio is always decoded on the CPU).
+    pub hw_decode: HwDecode,
+}
+
+/// Where the video of a frame pass is decoded. Scaling and sampling stay on the CPU either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HwDecode {
+    /// ffmpeg's software decoders.
+    #[default]
+    Cpu,
+    /// NVDEC on this CUDA device (`-hwaccel cuda -hwaccel_device N`); frames come back to
+    /// system memory. A pass that fails this way but decodes on the CPU turns it off for the
+    /// rest of the process (logged once), so a host without a working NVDEC loses one pass.
+    Cuda { device: u32 },
 }
 
 impl Default for MediaConfig {
@@ -138,6 +152,7 @@ impl Default for MediaConfig {
             ffmpeg_threads: 0,
             ffmpeg_memory_bytes: DEFAULT_FFMPEG_MEMORY_BYTES,
             ffmpeg_cpu_secs: DEFAULT_FFMPEG_CPU_SECS,
+            hw_decode: HwDecode::Cpu,
         }
     }
 }

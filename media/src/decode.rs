@@ -6,11 +6,11 @@
 //! only its scaling.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::net::UnixListener;
 
-use crate::config::MediaConfig;
+use crate::config::{HwDecode, MediaConfig};
 use crate::probe::{Probed, file_arg, limit_hit, tool_error};
 use crate::process::{
     Limits, SocketOutput, ToolOutput, run_tool, run_with_sockets, stderr_summary,
@@ -155,13 +155,52 @@ pub(crate) async fn decode_pass(
     if planned.is_empty() {
         return Ok(Vec::new());
     }
+    let hw = match cfg.hw_decode {
+        HwDecode::Cuda { device } if !HW_DECODE_OFF.load(Ordering::Relaxed) => Some(device),
+        _ => None,
+    };
+    let Some(device) = hw else {
+        return decode_pass_with(path, probed, planned, cfg, None).await;
+    };
+    match decode_pass_with(path, probed, planned, cfg, Some(device)).await {
+        Err(hw_err @ (MediaError::Truncated(_) | MediaError::Tool(_))) => {
+            // NVDEC may be what failed (no driver, codec or size it can't take): the CPU
+            // decides. If it decodes the file, NVDEC is off for this process.
+            let cpu = decode_pass_with(path, probed, planned, cfg, None).await;
+            if cpu.is_ok() && !HW_DECODE_OFF.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    device, error = %hw_err,
+                    "NVDEC decode failed where the CPU decoder succeeded; decoding on the CPU from now on"
+                );
+            }
+            cpu
+        }
+        other => other,
+    }
+}
+
+/// Set once NVDEC failed on a file the CPU decoded: later passes skip it.
+static HW_DECODE_OFF: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has turned NVDEC off after a failure (see [`HwDecode::Cuda`]).
+pub fn hw_decode_disabled() -> bool {
+    HW_DECODE_OFF.load(Ordering::Relaxed)
+}
+
+async fn decode_pass_with(
+    path: &Path,
+    probed: &Probed,
+    planned: &[Planned],
+    cfg: &MediaConfig,
+    cuda_device: Option<u32>,
+) -> Result<Vec<Result<Frames, MediaError>>, MediaError> {
     let dir = SocketDir::create()?;
     let mut outputs = Vec::with_capacity(planned.len());
     let mut graph = format!("[0:v:0]split={}", planned.len());
     for i in 0..planned.len() {
         graph.push_str(&format!("[s{i}]"));
     }
-    let mut args = input_args(path, read_window(probed, cfg), cfg);
+    let mut args = input_args(path, read_window(probed, cfg), cfg, cuda_device);
     let mut maps = Vec::new();
     for (i, p) in planned.iter().enumerate() {
         graph.push_str(&format!(
@@ -247,7 +286,7 @@ pub(crate) async fn decode_audio(
     check_limits(probed, cfg)?;
     let bound = audio_bytes(probed, cfg);
     let rate = AUDIO_SAMPLE_RATE.to_string();
-    let mut args = input_args(path, read_window(probed, cfg), cfg);
+    let mut args = input_args(path, read_window(probed, cfg), cfg, None);
     args.extend(
         [
             "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", &rate, "-f", "f32le", "pipe:1",
@@ -290,12 +329,26 @@ pub(crate) async fn decode_audio(
 /// Everything before and including the input: quiet, threads, only local files and allowed
 /// demuxers (a playlist inside a file must not make ffmpeg open other files or URLs), and at
 /// most `seconds` of input.
-fn input_args(path: &Path, seconds: f64, cfg: &MediaConfig) -> Vec<String> {
+fn input_args(
+    path: &Path,
+    seconds: f64,
+    cfg: &MediaConfig,
+    cuda_device: Option<u32>,
+) -> Vec<String> {
     let mut args: Vec<String> = ["-nostdin", "-hide_banner", "-v", "error"]
         .map(String::from)
         .into();
     if cfg.ffmpeg_threads > 0 {
         args.extend(["-threads".into(), cfg.ffmpeg_threads.to_string()]);
+    }
+    if let Some(device) = cuda_device {
+        // Decoded surfaces are copied back to system memory for the CPU filters that follow.
+        args.extend([
+            "-hwaccel".into(),
+            "cuda".into(),
+            "-hwaccel_device".into(),
+            device.to_string(),
+        ]);
     }
     args.extend([
         "-protocol_whitelist".into(),

@@ -5,6 +5,7 @@
 #   scripts/gpu/device.sh setup    # unpack binaries, models, wheels; onnxruntime-gpu for Python
 #   scripts/gpu/device.sh python   # frames (OpenCV), YOLOv8/SegFormer export, the Python side
 #   scripts/gpu/device.sh bench    # bench-gpu run: the report into $OUT
+#   scripts/gpu/device.sh fleet STEP...  # the fleet (pack.sh --fleet): scripts/gpu-run.sh STEPs
 #
 # State lives under /root/gb between calls (the machine keeps /root while it stays warm).
 set -euo pipefail
@@ -30,8 +31,21 @@ setup)
     mkdir -p "$GB/bin" "$GB/fleet"
     xz -dc "$PAY/bin.tar.xz" | tar -C "$GB/bin" -xf -
     xz -dc "$PAY/models.tar.xz" | tar -C "$GB/fleet" -xf -
-    xz -dc "$PAY/py.tar.xz" | tar -C "$GB" -xf -
     cp -r "$PAY/media" "$GB/"
+    if [ -f "$PAY/svc.tar.xz" ]; then
+        xz -dc "$PAY/svc.tar.xz" | tar -C "$GB" -xf -
+        log "services kit: $(tr '\n' ' ' < "$GB/svc/VERSIONS")"
+        ldd --version | head -n1
+        "$GB/svc/bin/ffmpeg" -hide_banner -hwaccels | tr '\n' ' '; echo
+        "$GB/svc/bin/redis-server" --version
+    fi
+    if [ ! -f "$PAY/py.tar.xz" ]; then
+        env_all
+        nvidia-smi --query-gpu=name,uuid,memory.total,memory.used,driver_version --format=csv
+        log "setup done (fleet)"
+        exit 0
+    fi
+    xz -dc "$PAY/py.tar.xz" | tar -C "$GB" -xf -
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site "$GB"/whl/*.whl
     # onnxruntime-gpu's Python package, its CUDA provider and C library linked from the kit.
@@ -63,8 +77,18 @@ bench)
         ${ONLY:+--only "$ONLY"} ${CPU_FRAMES:+--cpu-frames "$CPU_FRAMES"} 2>&1 | tail -n 60
     cp "$GB/onnx/python.json" "$OUT/" 2>/dev/null || true
     ;;
+fleet)
+    env_all
+    shift
+    export SVC=$GB/svc BIN=$GB/bin RUN=$GB/run OUT
+    export FLEET_MEDIA_LOCAL_ROOTS=$GB/run/media
+    for step in "$@"; do
+        # shellcheck disable=SC2086
+        scripts/gpu-run.sh $step
+    done
+    ;;
 *)
-    echo "usage: device.sh setup|python|bench" >&2
+    echo "usage: device.sh setup|python|bench|fleet STEP..." >&2
     exit 64
     ;;
 esac

@@ -3,10 +3,12 @@
 # registry) into .fleet/devpayload/, then lets ../shared/tools/gpu-kit.sh add ONNX Runtime's
 # CUDA build and split everything into parts of one device call each. Run from the checkout.
 #
-#   scripts/gpu/pack.sh            # release binaries, models, bench media, Python wheels
-#   scripts/gpu/pack.sh --fleet    # also the fleet's binaries (worker, dispatcher, fleet)
+#   scripts/gpu/pack.sh            # bench-gpu, models, bench media, Python wheels
+#   scripts/gpu/pack.sh --fleet    # the fleet instead: worker, dispatcher, fleet, bench-decode,
+#                                  # every model (Whisper for the CPU workers too), media, and
+#                                  # the services kit (RabbitMQ, Redis, ffmpeg: services-kit.sh)
 #
-# What the device then runs: scripts/gpu/device.sh (see docs/bench-gpu.md).
+# What the device then runs: scripts/gpu/device.sh (docs/bench-gpu.md, docs/gpu-fleet.md).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -17,13 +19,14 @@ rm -rf "$P" && mkdir -p "$P"
 
 echo "pack: release binaries"
 if [ "$FLEET" = 1 ]; then
-    cargo build --release -p gpubench -p worker -p dispatcher -p fleet >/dev/null
+    bins="worker dispatcher fleet bench-decode"
+    cargo build --release -p worker -p dispatcher -p fleet --bins >/dev/null
 else
+    bins="bench-gpu"
     cargo build --release -p gpubench >/dev/null
 fi
 mkdir -p "$P/bin.tmp"
-for b in bench-gpu worker dispatcher fleet; do
-    [ "$FLEET" = 1 ] || [ "$b" = bench-gpu ] || continue
+for b in $bins; do
     [ -x "target/release/$b" ] || continue
     cp "target/release/$b" "$P/bin.tmp/"
     strip "$P/bin.tmp/$b"
@@ -31,8 +34,13 @@ done
 tar -C "$P/bin.tmp" -cf - . | xz -9 -T2 > "$P/bin.tar.xz"
 rm -rf "$P/bin.tmp"
 
-echo "pack: models (FP32 + FP16 variants; Whisper runs on CPU workers and stays home)"
-tar -C .fleet --exclude models/whisper -cf - models | xz -6 -T2 > "$P/models.tar.xz"
+if [ "$FLEET" = 1 ]; then
+    echo "pack: models (FP32 + FP16 variants, Whisper's converted graphs for the CPU workers)"
+    tar -C .fleet --exclude models/whisper/tiny.en.ct2.bin -cf - models | xz -6 -T2 > "$P/models.tar.xz"
+else
+    echo "pack: models (FP32 + FP16 variants; Whisper runs on CPU workers and stays home)"
+    tar -C .fleet --exclude models/whisper -cf - models | xz -6 -T2 > "$P/models.tar.xz"
+fi
 
 echo "pack: benchmark media"
 mkdir -p "$P/media"
@@ -40,6 +48,30 @@ mkdir -p "$P/media"
 cp .fleet/bench/bench.mp4 "$P/media/"
 [ -f .fleet/sample.mp4 ] || scripts/make-sample.sh .fleet/sample.mp4
 cp .fleet/sample.mp4 "$P/media/" 2>/dev/null || true
+
+if [ "$FLEET" = 1 ]; then
+    [ -f .fleet/sample-2.mp4 ] || scripts/make-sample.sh .fleet/sample-2.mp4
+    cp .fleet/sample-2.mp4 "$P/media/"
+    # The fleet's workload video: the benchmark's pictures with English speech (espeak-ng)
+    # over the whole 30 s instead of the tone, so the CPU workers transcribe real words.
+    if [ ! -f .fleet/bench/fleet.mp4 ]; then
+        w=$(mktemp --suffix=.wav)
+        espeak-ng -v en-us -s 150 -w "$w" "Hello and welcome back. Today I show you three \
+quick editing tricks for your videos. First, cut on the beat. Second, keep every shot short. \
+Third, put your caption in the lower third. Follow for more, and check the link in my bio. \
+See you tomorrow with a new trick."
+        ffmpeg -v error -y -i .fleet/bench/bench.mp4 -i "$w" -filter_complex \
+            "[1:a]apad,atrim=duration=30,aresample=44100[a]" -map 0:v -map "[a]" -c:v copy \
+            -c:a aac -b:a 128k .fleet/bench/fleet.mp4
+        rm -f "$w"
+    fi
+    cp .fleet/bench/fleet.mp4 "$P/media/"
+    [ -f .fleet/svc-kit.tar.xz ] || scripts/gpu/services-kit.sh .fleet/svc-kit.tar.xz
+    cp .fleet/svc-kit.tar.xz "$P/svc.tar.xz"
+    du -sh "$P"/*
+    [ -n "${PACK_NO_KIT:-}" ] || ../shared/tools/gpu-kit.sh "$P"
+    exit 0
+fi
 
 echo "pack: Python wheels the device lacks"
 W=.fleet/devwheels

@@ -113,7 +113,12 @@ pub async fn run(
     .await?;
     let registration = tokio::spawn(keep_registered(store.clone(), info, shutdown.clone()));
     let registry = Registry::build(&config, opts.backends);
-    let media_cfg = settings::media_config(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cuda_device = opts
+        .gpu
+        .as_ref()
+        .and_then(|g| u32::try_from(g.cuda_device_id).ok());
+    let media_cfg =
+        settings::media_config(&config, cuda_device).map_err(|e| anyhow::anyhow!("{e}"))?;
     let accepting = accepting.unwrap_or_else(|| watch::channel(true).1);
     let work_cancel = CancellationToken::new();
     let shared = Arc::new(runner::Shared {

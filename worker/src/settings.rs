@@ -3,11 +3,19 @@
 use std::time::Duration;
 
 use common::config::FleetConfig;
-use media::MediaConfig;
+use media::{HwDecode, MediaConfig};
 
-/// Reads `[media]`; every bad or unknown key is reported at once.
-pub fn media_config(config: &FleetConfig) -> Result<MediaConfig, String> {
-    let mut m = MediaConfig::default();
+/// Reads `[media]`; every bad or unknown key is reported at once. `cuda_device` is the
+/// pinned GPU as CUDA numbers it (GPU workers): with `hw_decode = "auto"` (the default) frame
+/// passes decode on its NVDEC; `"cpu"` keeps them on the CPU.
+pub fn media_config(config: &FleetConfig, cuda_device: Option<u32>) -> Result<MediaConfig, String> {
+    let mut m = MediaConfig {
+        hw_decode: match cuda_device {
+            Some(device) => HwDecode::Cuda { device },
+            None => HwDecode::Cpu,
+        },
+        ..MediaConfig::default()
+    };
     let Some(table) = config.media.as_object() else {
         return Ok(m);
     };
@@ -78,6 +86,16 @@ pub fn media_config(config: &FleetConfig) -> Result<MediaConfig, String> {
                 })
                 .map(|hs| m.allow_hosts = hs)
                 .ok_or_else(|| "media.allow_hosts must be a list of host names or IPs".into()),
+            "hw_decode" => match v.as_str() {
+                Some("auto") => Ok(()),
+                Some("cpu") => {
+                    m.hw_decode = HwDecode::Cpu;
+                    Ok(())
+                }
+                _ => {
+                    Err("media.hw_decode must be \"auto\" (NVDEC on GPU workers) or \"cpu\"".into())
+                }
+            },
             other => Err(format!("media.{other}: unknown setting")),
         };
         if let Err(e) = r {

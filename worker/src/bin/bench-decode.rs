@@ -8,7 +8,11 @@
 //! shipped (operator models and model servers unconfigured, so their analyzers read no
 //! frames) and once with every GPU analyzer configured.
 //!
-//! `cargo run --release -p worker --bin bench-decode -- [OUT.md] [--config PATH] [--only shipped|configured]`
+//! `cargo run --release -p worker --bin bench-decode -- [OUT.md] [--config PATH] [--only shipped|configured] [--video PATH] [--nvdec DEVICE]`
+//!
+//! `--nvdec DEVICE` adds a third way, on a GPU host: the one pass per job with the video
+//! decoded by NVDEC on that CUDA device (the GPU worker's `[media] hw_decode = "auto"`).
+//! `--video PATH` uses that file instead of the generated one.
 //!
 //! Only the ffmpeg children's CPU time is counted, so a debug build of this binary measures
 //! the same thing. The report is rewritten after each case.
@@ -151,11 +155,15 @@ async fn main() -> anyhow::Result<()> {
     let mut out_path = PathBuf::from("docs/bench-decode.md");
     let mut config_path = PathBuf::from(common::config::DEFAULT_CONFIG_PATH);
     let mut only: Option<String> = None;
+    let mut nvdec: Option<u32> = None;
+    let mut given_video: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config_path = args.next().context("--config PATH")?.into(),
             "--only" => only = Some(args.next().context("--only shipped|configured")?),
+            "--nvdec" => nvdec = Some(args.next().context("--nvdec DEVICE")?.parse()?),
+            "--video" => given_video = Some(args.next().context("--video PATH")?.into()),
             other => out_path = PathBuf::from(other),
         }
     }
@@ -166,10 +174,16 @@ async fn main() -> anyhow::Result<()> {
         "generating a {SECONDS} s {WIDTH}x{HEIGHT} video in {}",
         dir.display()
     );
-    let video = generate(&dir)?;
+    let video = match given_video {
+        Some(v) => std::fs::canonicalize(&v).with_context(|| format!("{}", v.display()))?,
+        None => generate(&dir)?,
+    };
     let cfg = Arc::new(MediaConfig {
         cache_dir: dir.join("cache"),
-        local_roots: vec![dir.clone()],
+        local_roots: vec![
+            dir.clone(),
+            video.parent().context("video dir")?.to_path_buf(),
+        ],
         ..MediaConfig::default()
     });
     let probe = Media::new(video.to_str().context("path")?, cfg.clone())
@@ -180,13 +194,13 @@ async fn main() -> anyhow::Result<()> {
     report.push_str(&format!(
         "# Decoding once per job: speed\n\n\
          Command: `cargo run --release -p worker --bin bench-decode -- {}`\n\n\
-         Machine: 2 cores (shared with other builds while it ran). CPU = user + system time \
-         of the ffmpeg children; both ways run one after the other in one process, on the \
-         same file.\n\n\
+         Machine: {cores} cores. CPU = user + system time of the ffmpeg children; the ways \
+         run one after the other in one process, on the same file.\n\n\
          Video: {SECONDS} s, {WIDTH}x{HEIGHT}, 30 fps, H.264 + AAC ({bytes} bytes). The frame \
          specs are the ones the GPU stages' analyzers declare (`Analyzer::frame_spec`), \
          collected by `Registry::frame_planner` as the worker does for a job.\n\n",
-        out_path.display()
+        out_path.display(),
+        cores = std::thread::available_parallelism().map_or(1, |n| n.get()),
     ));
     for (key, label, c) in [
         (
@@ -218,12 +232,40 @@ async fn main() -> anyhow::Result<()> {
         if before.frames != after.frames {
             bail!("frame counts differ: {} vs {}", before.frames, after.frames);
         }
+        let hw = match nvdec {
+            Some(device) => {
+                let hw_cfg = Arc::new(MediaConfig {
+                    hw_decode: media::HwDecode::Cuda { device },
+                    ..(*cfg).clone()
+                });
+                let r = decode(&video, &hw_cfg, &specs, true).await?;
+                if media::hw_decode_disabled() {
+                    bail!("NVDEC failed on device {device} (the pass fell back to the CPU)");
+                }
+                eprintln!(
+                    "  one pass per job, NVDEC: {:.2} s CPU, {:.2} s wall, {} frames",
+                    r.cpu_s, r.wall_s, r.frames
+                );
+                if r.frames != after.frames {
+                    bail!(
+                        "NVDEC frame count differs: {} vs {}",
+                        r.frames,
+                        after.frames
+                    );
+                }
+                format!(
+                    "| now, video decoded by NVDEC (device {device}) | {} | {} | {:.2} | {:.2} |\n",
+                    r.passes, r.frames, r.cpu_s, r.wall_s
+                )
+            }
+            None => String::new(),
+        };
         let list: Vec<String> = specs.iter().map(describe).collect();
         report.push_str(&format!(
             "## GPU worker, {label}\n\nSpecs ({}): {}.\n\n\
              | decode | ffmpeg passes | frames | CPU (s) | wall (s) |\n|---|---:|---:|---:|---:|\n\
              | before: one pass per spec | {} | {} | {:.2} | {:.2} |\n\
-             | now: one pass per job | {} | {} | {:.2} | {:.2} |\n\n\
+             | now: one pass per job | {} | {} | {:.2} | {:.2} |\n{hw}\n\
              One pass per job takes **{:.2}x** the CPU time of one pass per spec \
              ({:.2} s saved per video).\n\n",
             specs.len(),
