@@ -7,6 +7,9 @@
 #   scripts/gpu-run.sh up [ARGS]    # `fleet up ARGS` in the background (default: --gpus 0)
 #   scripts/gpu-run.sh demo         # the sample video through the fleet, result printed
 #   scripts/gpu-run.sh load LABEL N VIDEO   # N jobs of VIDEO at once; report data into $OUT
+#   scripts/gpu-run.sh plan         # `fleet plan` from the durations measured so far
+#   scripts/gpu-run.sh workload     # JOBS copies on the GPU pinned by UUID, as configured;
+#                                   # with PLANNED=1 on the config `plan` wrote
 #   scripts/gpu-run.sh guard        # memory guard: pause/resume under a foreign allocation
 #   scripts/gpu-run.sh idle         # models unloaded after FLEET_MODEL_IDLE_SECS without work
 #   scripts/gpu-run.sh nvdec        # CPU decode vs NVDEC for one job's frames (bench-decode)
@@ -44,6 +47,18 @@ die() { log "$*"; exit 1; }
 [ -f "$SVC/env.sh" ] || die "no services kit at $SVC (scripts/gpu/services-kit.sh, then unpack)"
 # shellcheck disable=SC1091
 . "$SVC/env.sh"
+
+# curl where there is one; the GPU image may have only Python.
+if ! command -v curl >/dev/null; then
+    curl() {
+        local url=${*: -1}
+        python3 -c 'import sys, urllib.request
+try:
+    sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
+except Exception:
+    sys.exit(22)' "$url"
+    }
+fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {
@@ -227,6 +242,37 @@ idle() {
     nvidia-smi --query-gpu=memory.used --format=csv | tee -a "$OUT/idle-after.txt"
 }
 
+# The run's config: the shipped one with a decode budget for a host with memory to spare
+# (20 jobs' frames at once), or what `plan` proposed.
+run_config() {
+    if [ "${PLANNED:-0}" = 1 ]; then
+        echo "$RUN/planned.toml"
+        return
+    fi
+    sed "s/^decode_memory_bytes = .*/decode_memory_bytes = ${DECODE_BYTES:-8589934592}/" \
+        "$ROOT/config/fleet.toml" > "$RUN/fleet.toml"
+    echo "$RUN/fleet.toml"
+}
+
+plan() {
+    FLEET_CONFIG=$(PLANNED=0 run_config) "$BIN/fleet" plan --measured-prefix "$FLEET_PREFIX" \
+        --budget-gb "${BUDGET_GB:-127}" --write "$RUN/planned.toml" | tee "$OUT/plan.txt"
+    sed -i "s/^decode_memory_bytes = .*/decode_memory_bytes = ${DECODE_BYTES:-8589934592}/" "$RUN/planned.toml"
+}
+
+workload() {
+    local uuid label
+    uuid=$(nvidia-smi --query-gpu=uuid --format=csv,noheader -i "${GPU:-0}")
+    export FLEET_CONFIG
+    FLEET_CONFIG=$(run_config)
+    label=$([ "${PLANNED:-0}" = 1 ] && echo planned || echo fleet)-${JOBS:-20}
+    up --gpus "$uuid" --cpu-workers "${CPU_WORKERS:-2}"
+    load "$label" "${JOBS:-20}" "${VIDEO:-$MEDIA_FLEET}"
+    fleet_down
+    sed 's/\x1b\[[0-9;]*m//g' "$RUN/fleet.log" > "$OUT/$label-fleet.log"
+    python3 scripts/gpu/fleet_load.py decode "$OUT/$label-fleet.log" | tee -a "$OUT/$label.md"
+}
+
 nvdec() {
     "$BIN/bench-decode" "$OUT/bench-decode-gpu.md" --config "${FLEET_CONFIG:-$ROOT/config/fleet.toml}" \
         --only shipped --video "$MEDIA_BENCH" --nvdec "${NVDEC_DEVICE:-0}"
@@ -239,6 +285,8 @@ up) shift; up "$@" ;;
 demo) shift; demo "$@" ;;
 load) shift; load "$@" ;;
 guard) guard ;;
+plan) plan ;;
+workload) workload ;;
 idle) idle ;;
 nvdec) nvdec ;;
 down) down ;;
@@ -250,7 +298,7 @@ all)
     load "fleet-${JOBS:-20}" "${JOBS:-20}" "${VIDEO:-$MEDIA_FLEET}"
     ;;
 *)
-    sed -n '2,22p' "$0" >&2
+    sed -n '2,25p' "$0" >&2
     exit 64
     ;;
 esac

@@ -231,12 +231,16 @@ impl Media {
         let reservation = self.budget.reserve(bytes).await?;
         let path = self.path().await?;
         self.passes.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let results = Box::pin(decode::decode_pass(&path, probed, planned, &self.cfg)).await?;
         let got: u64 = results.iter().flatten().map(|f| f.data.len() as u64).sum();
         self.decoded_bytes.fetch_add(got, Ordering::Relaxed);
         self.keep(reservation);
-        tracing::debug!(
+        tracing::info!(
             source = ?self.source, specs = planned.len(), bytes = got,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            nvdec = matches!(self.cfg.hw_decode, crate::HwDecode::Cuda { .. })
+                && !decode::hw_decode_disabled(),
             "decoded frames in one pass"
         );
         Ok(results)

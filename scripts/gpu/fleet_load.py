@@ -10,6 +10,7 @@
   fleet_load.py summarize-result RESULT.json      one result as a table
   fleet_load.py compare A.json B.json             two results of one video, analyzer by analyzer
   fleet_load.py guard HOG.log SAMPLES.txt RESULT.json   the memory-guard run of gpu-run.sh guard
+  fleet_load.py report DATA.json [--config fleet.toml] [--plot OUT.png]   figures again
 """
 import argparse
 import json
@@ -97,6 +98,7 @@ class Sampler:
 def run(a):
     cfg = tomllib.load(open(a.config, "rb"))
     limits = {name: s["concurrency"] for name, s in cfg["stages"].items()}
+    deps = {name: a.get("needs", []) + a.get("uses", []) for name, a in cfg["analyzers"].items()}
     sampler = Sampler(a.metrics)
     sampler.start()
     t0 = time.time()
@@ -132,6 +134,7 @@ def run(a):
                      "status": r["status"], "analyzers": r["analyzers"],
                      "failed": r.get("failed", {})})
     data = {"label": a.label, "video": a.video, "jobs_n": len(ids), "limits": limits,
+            "deps": deps,
             "t0": t0, "t_end": t_end, "jobs": jobs, "gpu": sampler.gpu,
             "worker": sampler.worker}
     os.makedirs(a.out, exist_ok=True)
@@ -145,15 +148,22 @@ def run(a):
 
 
 def spans(data):
+    """Each analyzer run as a slot span, with the time it became ready: its job's creation or
+    the end of the last analyzer it depends on (`needs` and `uses`), whichever is later."""
     out = []
+    deps = data.get("deps", {})
     for j in data["jobs"]:
-        for name, o in j["analyzers"].items():
+        an = j["analyzers"]
+        for name, o in an.items():
             if o.get("started_at_ms") and o.get("finished_at_ms") and o["worker"] != "dispatcher":
+                ready = max([j["created_at_ms"]] + [an[d]["finished_at_ms"] for d in deps.get(name, [])
+                                                    if d in an and an[d].get("finished_at_ms")])
                 out.append({"job": j["id"], "analyzer": name, "stage": o["stage"],
                             "status": o["status"], "backend": o["backend"],
                             "start": o["started_at_ms"] / 1000 - data["t0"],
                             "end": o["finished_at_ms"] / 1000 - data["t0"],
-                            "queued": o["started_at_ms"] / 1000 - j["created_at_ms"] / 1000})
+                            "ready": ready / 1000 - data["t0"],
+                            "queued": (o["started_at_ms"] - ready) / 1000})
     return out
 
 
@@ -182,12 +192,12 @@ def figures(data):
         ss = st[stage]
         limit = data["limits"].get(stage, 1)
         slot_s = sum(s["end"] - s["start"] for s in ss)
-        # Waiting work: between the first submit and the last start of the stage, a slot under
-        # the limit while tasks of the stage had been submitted but not started.
+        # Waiting work: a slot under the limit while tasks of the stage were ready (their job
+        # submitted, what they depend on done) but not started.
         last_start = max(s["start"] for s in ss)
         idle, step, t = 0.0, 0.05, 0.0
         while t < last_start:
-            waiting = sum(1 for s in ss if s["start"] > t)
+            waiting = sum(1 for s in ss if s["ready"] <= t < s["start"])
             if waiting:
                 idle += step * min(waiting, max(0, limit - occupancy(ss, stage, t)))
             t += step
@@ -196,7 +206,7 @@ def figures(data):
     by = {}
     for s in sp:
         by.setdefault(s["analyzer"], []).append(s)
-    lines += ["", "| analyzer | stage | backend | status | median slot s | median queued s |",
+    lines += ["", "| analyzer | stage | backend | status | median slot s | median wait when ready s |",
               "|---|---|---|---|---:|---:|"]
     for name in sorted(by, key=lambda n: -statistics.median(x["end"] - x["start"] for x in by[n])):
         xs = by[name]
@@ -302,6 +312,34 @@ def compare(a):
     print(f"{same} of {len(ra['analyzers'])} analyzers identical")
 
 
+def report(a):
+    data = json.load(open(a.data))
+    if a.config:
+        cfg = tomllib.load(open(a.config, "rb"))
+        data["deps"] = {n: x.get("needs", []) + x.get("uses", []) for n, x in cfg["analyzers"].items()}
+    text = figures(data)
+    print(text)
+    if a.plot:
+        plot(data, a.plot)
+
+
+def decode_log(a):
+    """Decode passes in a `fleet up` log: wall time per pass, per worker."""
+    import re
+    per = {}
+    for line in open(a.log, errors="replace"):
+        if "decoded frames in one pass" not in line:
+            continue
+        who = line.split("|", 1)[0].strip()
+        m = re.search(r"elapsed_ms=(\d+)", line)
+        nv = re.search(r"nvdec=(\w+)", line)
+        if m:
+            per.setdefault((who, nv.group(1) if nv else "?"), []).append(int(m.group(1)) / 1000)
+    print("| process | NVDEC | decode passes | median s | max s | total s |\n|---|---|---:|---:|---:|---:|")
+    for (who, nv), xs in sorted(per.items()):
+        print(f"| {who} | {nv} | {len(xs)} | {statistics.median(xs):.2f} | {max(xs):.2f} | {sum(xs):.1f} |")
+
+
 def guard(a):
     hog = open(a.hog).read().split("\n")
     held = next(float(x.split()[0]) for x in hog if "holding" in x)
@@ -349,12 +387,19 @@ def main():
     c.add_argument("b")
     c.add_argument("--rel", type=float, default=0.02)
     c.add_argument("--show", type=int, default=6)
+    rp = sub.add_parser("report")
+    rp.add_argument("data")
+    rp.add_argument("--config")
+    rp.add_argument("--plot")
+    dl = sub.add_parser("decode")
+    dl.add_argument("log")
     g = sub.add_parser("guard")
     g.add_argument("hog")
     g.add_argument("samples")
     g.add_argument("result")
     a = p.parse_args()
-    {"run": run, "summarize-result": summarize, "compare": compare, "guard": guard}[a.cmd](a)
+    {"run": run, "summarize-result": summarize, "compare": compare, "guard": guard,
+     "report": report, "decode": decode_log}[a.cmd](a)
 
 
 if __name__ == "__main__":
