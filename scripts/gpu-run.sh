@@ -13,6 +13,7 @@
 #   scripts/gpu-run.sh guard        # memory guard: pause/resume under a foreign allocation
 #   scripts/gpu-run.sh idle         # models unloaded after FLEET_MODEL_IDLE_SECS without work
 #   scripts/gpu-run.sh nvdec        # CPU decode vs NVDEC for one job's frames (bench-decode)
+#   scripts/gpu-run.sh stop         # stop the fleet (the services keep running)
 #   scripts/gpu-run.sh down         # stop the fleet and the services this script started
 #   scripts/gpu-run.sh all          # services, up, demo, load, down in one go
 #
@@ -289,6 +290,7 @@ plan) plan ;;
 workload) workload ;;
 idle) idle ;;
 nvdec) nvdec ;;
+stop) fleet_down ;;
 down) down ;;
 all)
     trap down EXIT
@@ -298,7 +300,7 @@ all)
     load "fleet-${JOBS:-20}" "${JOBS:-20}" "${VIDEO:-$MEDIA_FLEET}"
     ;;
 *)
-    sed -n '2,25p' "$0" >&2
+    sed -n '2,26p' "$0" >&2
     exit 64
     ;;
 esac

@@ -29,8 +29,16 @@ case "${1:-}" in
 setup)
     log "unpacking binaries, models, wheels"
     mkdir -p "$GB/bin" "$GB/fleet"
-    xz -dc "$PAY/bin.tar.xz" | tar -C "$GB/bin" -xf -
-    xz -dc "$PAY/models.tar.xz" | tar -C "$GB/fleet" -xf -
+    if [ -f "$PAY/bin.tar" ]; then
+        tar -C "$GB/bin" -xf "$PAY/bin.tar"
+    else
+        xz -dc "$PAY/bin.tar.xz" | tar -C "$GB/bin" -xf -
+    fi
+    if [ -f "$PAY/models.tar" ]; then
+        tar -C "$GB/fleet" -xf "$PAY/models.tar"
+    else
+        xz -dc "$PAY/models.tar.xz" | tar -C "$GB/fleet" -xf -
+    fi
     cp -r "$PAY/media" "$GB/"
     if [ -f "$PAY/svc.tar.xz" ]; then
         xz -dc "$PAY/svc.tar.xz" | tar -C "$GB" -xf -
@@ -80,7 +88,7 @@ bench)
 fleet)
     env_all
     shift
-    export SVC=$GB/svc BIN=$GB/bin RUN=$GB/run OUT
+    export SVC=$GB/svc BIN=$GB/bin RUN=$GB/run MEDIA=$GB/media OUT
     export FLEET_MEDIA_LOCAL_ROOTS=$GB/run/media
     for step in "$@"; do
         # shellcheck disable=SC2086

@@ -31,12 +31,18 @@ for b in $bins; do
     cp "target/release/$b" "$P/bin.tmp/"
     strip "$P/bin.tmp/$b"
 done
-tar -C "$P/bin.tmp" -cf - . | xz -9 -T2 > "$P/bin.tar.xz"
+if [ "$FLEET" = 1 ]; then
+    tar -C "$P/bin.tmp" -cf "$P/bin.tar" .
+else
+    tar -C "$P/bin.tmp" -cf - . | xz -9 -T2 > "$P/bin.tar.xz"
+fi
 rm -rf "$P/bin.tmp"
 
 if [ "$FLEET" = 1 ]; then
     echo "pack: models (FP32 + FP16 variants, Whisper's converted graphs for the CPU workers)"
-    tar -C .fleet --exclude models/whisper/tiny.en.ct2.bin -cf - models | xz -6 -T2 > "$P/models.tar.xz"
+    # Not compressed: the ONNX weights shrink by ~10 % under xz, which costs minutes on two
+    # cores; carrying the extra parts costs seconds.
+    tar -C .fleet --exclude models/whisper/tiny.en.ct2.bin -cf "$P/models.tar" models
 else
     echo "pack: models (FP32 + FP16 variants; Whisper runs on CPU workers and stays home)"
     tar -C .fleet --exclude models/whisper -cf - models | xz -6 -T2 > "$P/models.tar.xz"
