@@ -223,6 +223,32 @@ impl ModelsConfig {
             path: self.models_dir().join(&entry.file),
             sha256: entry.sha256.clone(),
             fix: SETUP_FIX.to_string(),
+            fp16: entry.fp16_file.as_ref().map(|f| {
+                Box::new(ModelFile {
+                    path: self.models_dir().join(f),
+                    sha256: entry.fp16_sha256.clone().unwrap_or_default(),
+                    fix: SETUP_FIX.to_string(),
+                    fp16: None,
+                })
+            }),
+        })
+    }
+
+    /// A photograph the setup fetched for the accuracy tests (`[[test_media]]`), by id.
+    pub fn test_media(&self, id: &str) -> Result<ModelFile, ModelError> {
+        let manifest = Manifest::load(&self.manifest_path)?;
+        let entry = manifest
+            .test_media
+            .iter()
+            .find(|m| m.id == id)
+            .ok_or_else(|| ModelError::ModelMissing {
+                path: self.manifest_path.clone(),
+                fix: format!("the manifest has no test media {id:?}; restore config/models.toml"),
+            })?;
+        Ok(ModelFile {
+            path: self.fleet_dir.join(&entry.file),
+            sha256: entry.sha256.clone(),
+            fix: SETUP_FIX.to_string(),
             fp16: None,
         })
     }
@@ -351,6 +377,9 @@ pub struct Manifest {
     /// Files the setup builds offline from fetched ones (e.g. Whisper's ONNX graphs).
     #[serde(default)]
     pub converted: Vec<ConvertedEntry>,
+    /// Photographs for the accuracy tests (path relative to the fleet folder).
+    #[serde(default)]
+    pub test_media: Vec<ManifestEntry>,
 }
 
 /// A file `script` makes from the fetched models `from`; deterministic, so its sha256 is pinned.
@@ -361,6 +390,11 @@ pub struct ConvertedEntry {
     pub script: String,
     pub file: String,
     pub sha256: String,
+    /// The FP16 variant built with it (GPU providers only).
+    #[serde(default)]
+    pub fp16_file: Option<String>,
+    #[serde(default)]
+    pub fp16_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -11,6 +11,9 @@
 //! - `ocr`: PP-OCR `text_overlay` (detection, line classification, recognition, frame dedup).
 //! - `vad`, `speech`: Silero voice activity; `speech_rate` and `speech_flow` built on it.
 //! - `faces`, `age`: MTCNN faces; `age_estimation` per face track and `eye_tracking`.
+//! - `nanodet`: the default `object_detection` / `product_detection` (NanoDet-m, COCO-80).
+//! - `selfie`: the default `background_segmentation` (MediaPipe person mask).
+//! - `facemesh`: `eye_tracking` from MediaPipe's face mesh and iris landmarks.
 //! - `yolo`, `segformer`, `emotion`: the operator's YOLOv8, SegFormer and audio-classifier files.
 //! - `whisper`: in-process `speech_transcription` (Whisper tiny.en, English only).
 //! - `server`: OpenAI-compatible model servers (chat with frames, audio transcription).
@@ -25,14 +28,17 @@ mod batch;
 pub mod config;
 pub mod emotion;
 pub mod error;
+pub mod facemesh;
 pub mod faces;
 pub mod imgproc;
+pub mod nanodet;
 pub mod ocr;
 mod par;
 pub mod params;
 pub mod registry;
 pub mod runtime;
 pub mod segformer;
+pub mod selfie;
 pub mod server;
 pub mod shapes;
 pub mod speech;

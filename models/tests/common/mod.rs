@@ -2,6 +2,8 @@
 //! media made on the spot with ffmpeg and espeak-ng.
 #![allow(dead_code)]
 
+pub mod vision;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};

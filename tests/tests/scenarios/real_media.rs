@@ -315,3 +315,87 @@ async fn onnx_analyzers_read_the_overlay_and_hear_the_speech() {
     fleet.cleanup().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The shipped vision models through the fleet: a clip of a person (scikit-image's astronaut
+/// photograph over a moving test pattern) gives object_detection a person, background
+/// segmentation a person mask, eye_tracking a face with iris gaze, and product_detection an
+/// `ok` outcome that reports no person; each labelled with its ONNX backend and model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_vision_models_see_the_person() {
+    let dir = workdir();
+    let fleet_dir = std::env::var("FLEET_DIR").expect("FLEET_DIR (.cargo/config.toml)");
+    let photo = Path::new(&fleet_dir).join("test-media/astronaut.png");
+    assert!(
+        photo.exists(),
+        "{} missing: run scripts/setup-models.sh",
+        photo.display()
+    );
+    let video = dir.join("person.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=720x1280:rate=25:duration=4",
+        "-loop",
+        "1",
+        "-i",
+        photo.to_str().unwrap(),
+        "-filter_complex",
+        "[1:v]scale=640:640[p];[0:v][p]overlay=40:560:shortest=1,format=yuv420p",
+        "-t",
+        "4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        video.to_str().unwrap(),
+    ]);
+    let fleet = real_fleet().await;
+    let analyzers = [
+        "object_detection",
+        "product_detection",
+        "background_segmentation",
+        "eye_tracking",
+    ];
+    let id = fleet
+        .submit(json!({"video": video, "analyzers": analyzers}))
+        .await;
+    let o = fleet.wait_completed(&id, Duration::from_secs(240)).await;
+    for a in analyzers {
+        assert_eq!(o[a].status, OutcomeStatus::Ok, "{a}: {:?}", o[a]);
+        assert!(o[a].backend.starts_with("onnx:"), "{a}: {}", o[a].backend);
+    }
+    let result = |a: &str| o[a].result.clone().unwrap();
+    let labels = |a: &str| -> Vec<String> {
+        result(a)["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["label"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        result("object_detection")["model"]
+            .as_str()
+            .unwrap()
+            .contains("nanodet")
+    );
+    assert!(
+        labels("object_detection").contains(&"person".to_string()),
+        "{:?}",
+        labels("object_detection")
+    );
+    assert!(!labels("product_detection").contains(&"person".to_string()));
+    let seg = result("background_segmentation");
+    assert!(seg["model"].as_str().unwrap().contains("selfie"), "{seg}");
+    assert!(seg["person_share"].as_f64().unwrap() > 0.1, "{seg}");
+    let eyes = result("eye_tracking");
+    assert!(eyes["method"].as_str().unwrap().contains("iris"), "{eyes}");
+    assert!(eyes["frames_with_face"].as_u64().unwrap() >= 1, "{eyes}");
+    assert!(
+        eyes["looking_at_camera_share"].as_f64().unwrap() >= 0.5,
+        "{eyes}"
+    );
+    fleet.cleanup().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

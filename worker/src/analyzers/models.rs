@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 
 use ::models::age::{self, AgeGender};
 use ::models::emotion::{Emotion, EmotionParams};
+use ::models::facemesh::{self, FaceMesh, GazeParams};
 use ::models::faces::{Mtcnn, MtcnnParams};
+use ::models::nanodet::{self, NanoDet, NanoDetParams};
 use ::models::ocr::{Ocr, OcrParams};
 use ::models::segformer::{SegFormer, SegParams};
+use ::models::selfie::{Selfie, SelfieParams};
 use ::models::server::{self, ServerError, ServerParams};
 use ::models::speech;
 use ::models::vad::{Vad, VadParams};
@@ -38,6 +41,7 @@ enum Kind {
     AgeEstimation,
     EyeTracking,
     Detection,
+    ProductDetection,
     Segmentation,
     SpeechEmotion,
 }
@@ -67,7 +71,7 @@ pub fn register(reg: &mut Registry, config: &FleetConfig) {
     reg.insert("age_estimation", onnx(Kind::AgeEstimation));
     reg.insert("eye_tracking", onnx(Kind::EyeTracking));
     reg.insert("object_detection", onnx(Kind::Detection));
-    reg.insert("product_detection", onnx(Kind::Detection));
+    reg.insert("product_detection", onnx(Kind::ProductDetection));
     reg.insert("background_segmentation", onnx(Kind::Segmentation));
     reg.insert("speech_emotion", onnx(Kind::SpeechEmotion));
     let http = server::client();
@@ -140,7 +144,7 @@ fn default_sampling(kind: Kind) -> Option<(f64, usize)> {
     match kind {
         Kind::SpeechRate | Kind::SpeechFlow | Kind::SpeechEmotion => None,
         Kind::TextOverlay => Some((2.0, 960)),
-        Kind::Detection => Some((1.0, 640)),
+        Kind::Detection | Kind::ProductDetection => Some((1.0, 640)),
         Kind::Segmentation => Some((0.5, 512)),
         Kind::AgeEstimation | Kind::EyeTracking => Some((2.0, 640)),
     }
@@ -174,12 +178,6 @@ impl Analyzer for OnnxAnalyzer {
 
     fn frame_spec(&self, params: &Value, probe: &media::Probe) -> Option<FrameSpec> {
         let (fps, side) = default_sampling(self.kind)?;
-        // Operator models: without a model file the run fails before it asks for frames.
-        if matches!(self.kind, Kind::Detection | Kind::Segmentation)
-            && ModelFile::from_params("", params, "model").is_err()
-        {
-            return None;
-        }
         probe.has_video.then_some(())?;
         frame_spec(&Params::new("", params), fps, side).ok()
     }
@@ -265,22 +263,91 @@ fn frames_job(
         }
         Kind::EyeTracking => {
             let mt = Mtcnn::load(reg)?;
-            Ok((age::eye_tracking(&mt, frames, &mtcnn()?)?, mt.provider()))
+            let gp = GazeParams::from_params(&p)?;
+            match FaceMesh::load(reg) {
+                Ok(mesh) => {
+                    let mut v = mesh.analyze(&mt, frames, &mtcnn()?, &gp)?;
+                    v["model"] = json!(format!("{} + {}", facemesh::MESH_ID, facemesh::IRIS_ID));
+                    Ok((v, mesh.provider()))
+                }
+                // Without the MediaPipe models (an install from before they were shipped):
+                // MTCNN's five landmarks, saying so.
+                Err(ModelError::ModelMissing { path, .. }) => {
+                    let mut v = age::eye_tracking(&mt, frames, &mtcnn()?)?;
+                    v["model"] = json!("mtcnn");
+                    v["fallback"] = json!(format!(
+                        "{} is missing (run scripts/setup-models.sh): no iris gaze",
+                        path.display()
+                    ));
+                    Ok((v, mt.provider()))
+                }
+                Err(e) => Err(e),
+            }
         }
-        Kind::Detection => {
-            let yp = YoloParams::from_params(&p)?;
-            let yolo = Yolo::load(reg, &ModelFile::from_params(name, params, "model")?, &yp)?;
-            Ok((yolo.analyze(frames, &yp)?, yolo.provider()))
+        Kind::Detection | Kind::ProductDetection => {
+            // An operator's YOLOv8 export takes precedence over the shipped NanoDet.
+            if params
+                .get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| !m.is_empty())
+            {
+                let yp = YoloParams::from_params(&p)?;
+                let file = ModelFile::from_params(name, params, "model")?;
+                let yolo = Yolo::load(reg, &file, &yp)?;
+                let mut v = yolo.analyze(frames, &yp)?;
+                v["model"] = json!(model_stem(&file));
+                return Ok((v, yolo.provider()));
+            }
+            let keep = (kind == Kind::ProductDetection).then_some(&nanodet::PRODUCT_CLASSES[..]);
+            let np = NanoDetParams::from_params(&p, keep)?;
+            let det = NanoDet::load(reg).map_err(|e| absent_as_skip(e, name, "NanoDet"))?;
+            Ok((det.analyze(frames, &np)?, det.provider()))
         }
         Kind::Segmentation => {
-            let sp = SegParams::from_params(&p)?;
-            let seg = SegFormer::load(reg, &ModelFile::from_params(name, params, "model")?, &sp)?;
+            // An operator's SegFormer export (class maps) takes precedence over the person mask.
+            if params
+                .get("model")
+                .and_then(Value::as_str)
+                .is_some_and(|m| !m.is_empty())
+            {
+                let sp = SegParams::from_params(&p)?;
+                let file = ModelFile::from_params(name, params, "model")?;
+                let seg = SegFormer::load(reg, &file, &sp)?;
+                let mut v = seg.analyze(frames, &sp)?;
+                v["model"] = json!(model_stem(&file));
+                return Ok((v, seg.provider()));
+            }
+            let sp = SelfieParams::from_params(&p)?;
+            let seg =
+                Selfie::load(reg).map_err(|e| absent_as_skip(e, name, "selfie segmentation"))?;
             Ok((seg.analyze(frames, &sp)?, seg.provider()))
         }
         Kind::SpeechRate | Kind::SpeechFlow | Kind::SpeechEmotion => {
             unreachable!("audio analyzers take the audio path")
         }
     }
+}
+
+/// A shipped default model the setup has not fetched: the analyzer is skipped with the fix
+/// (the rest of the install still runs), where a damaged file still fails it.
+fn absent_as_skip(e: ModelError, analyzer: &str, what: &str) -> ModelError {
+    match e {
+        ModelError::ModelMissing { path, .. } => ModelError::NotConfigured {
+            analyzer: analyzer.to_string(),
+            what: format!("the {what} model ({} is missing)", path.display()),
+            fix: "run scripts/setup-models.sh, or set params.model and params.sha256 to an \
+                  operator model"
+                .to_string(),
+        },
+        e => e,
+    }
+}
+
+fn model_stem(file: &ModelFile) -> String {
+    file.path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn audio_job(
