@@ -191,7 +191,7 @@ load() {
     v=$(media "$3")
     python3 scripts/gpu/fleet_load.py run --url "$FLEET_URL" --video "$v" --jobs "$n" \
         --label "$label" --out "$OUT" --config "${FLEET_CONFIG:-$ROOT/config/fleet.toml}" \
-        --metrics "$WORKER_METRICS"
+        --metrics "$WORKER_METRICS" --timeout "${LOAD_TIMEOUT_S:-1800}"
 }
 
 metric() { curl -fsS "$WORKER_METRICS" 2>/dev/null | grep -E "^$1" || true; }

@@ -147,9 +147,23 @@ fn gpu_configs(env: &Env, transfers: bool) -> Vec<Config> {
     if !env.gpu {
         return Vec::new();
     }
-    let mut c = vec![Config::cuda(), Config::cuda_fp32(), Config::cuda_batch1()];
+    let mut c = vec![
+        Config::cuda(),
+        Config::cuda_fp32(),
+        Config::cuda_batch1(),
+        Config::cuda_nhwc(),
+    ];
     if transfers {
         c.push(Config::cuda_pageable());
+    }
+    // `BENCH_CONFIGS=shipped,nhwc` keeps the labels that contain one of the words (a device
+    // call has a time limit; the shipped configuration always stays).
+    if let Ok(keep) = std::env::var("BENCH_CONFIGS") {
+        let words: Vec<String> = keep.split(',').map(|w| w.trim().to_lowercase()).collect();
+        c.retain(|cfg| {
+            let label = cfg.label.to_lowercase();
+            label.contains("as shipped") || words.iter().any(|w| !w.is_empty() && label.contains(w))
+        });
     }
     c
 }

@@ -72,6 +72,7 @@ impl Env {
         }
         cfg.max_batch = c.max_batch;
         cfg.pinned_io = c.pinned;
+        cfg.nhwc = c.nhwc;
         let reg = ModelRegistry::new(cfg);
         if c.gpu
             && let Some(g) = &self.nvml
@@ -95,6 +96,7 @@ pub struct Config {
     pub conv_search: Option<models::ConvSearch>,
     pub max_batch: Option<usize>,
     pub pinned: bool,
+    pub nhwc: bool,
 }
 
 impl Config {
@@ -106,6 +108,7 @@ impl Config {
             conv_search: None,
             max_batch: None,
             pinned: false,
+            nhwc: false,
         }
     }
     pub fn cuda() -> Self {
@@ -116,6 +119,7 @@ impl Config {
             conv_search: None,
             max_batch: None,
             pinned: true,
+            nhwc: false,
         }
     }
     pub fn cuda_fp32() -> Self {
@@ -129,6 +133,13 @@ impl Config {
         Self {
             label: "CUDA EP, batch 1",
             max_batch: Some(1),
+            ..Self::cuda()
+        }
+    }
+    pub fn cuda_nhwc() -> Self {
+        Self {
+            label: "CUDA EP, NHWC convolutions",
+            nhwc: true,
             ..Self::cuda()
         }
     }

@@ -61,6 +61,9 @@ pub struct ModelsConfig {
     pub pinned_io: bool,
     /// TF32 tensor-core math for float32 convolutions and matrix products on the GPU.
     pub tf32: bool,
+    /// Convolutions in NHWC layout on the CUDA provider (`FLEET_ORT_NHWC`): cuDNN's tensor-core
+    /// kernels want it, at the cost of layout transposes around the graph's NCHW tensors.
+    pub nhwc: bool,
     /// Per-model overrides (`FLEET_ORT_CONV_SEARCH`, `FLEET_ORT_PRECISION`), by model id or
     /// file stem; `*` applies to every model.
     pub conv_search: HashMap<String, ConvSearch>,
@@ -86,6 +89,7 @@ impl ModelsConfig {
             idle_unload: DEFAULT_IDLE_UNLOAD,
             pinned_io: true,
             tf32: true,
+            nhwc: false,
             conv_search: HashMap::new(),
             precision: HashMap::new(),
             max_batch: None,
@@ -119,7 +123,7 @@ impl ModelsConfig {
 
     /// Reads `FLEET_DIR`, `FLEET_MODELS_MANIFEST`, `ORT_DYLIB_PATH`, `FLEET_EXECUTION_PROVIDER`,
     /// `FLEET_GPU_DEVICE`, `FLEET_ORT_THREADS`, `FLEET_MODEL_IDLE_SECS`, `FLEET_ORT_PINNED`,
-    /// `FLEET_ORT_TF32`, `FLEET_ORT_CONV_SEARCH` and `FLEET_ORT_PRECISION` (both
+    /// `FLEET_ORT_TF32`, `FLEET_ORT_NHWC`, `FLEET_ORT_CONV_SEARCH` and `FLEET_ORT_PRECISION` (both
     /// `model=value,...`, `*` for every model), reporting every bad value at once.
     pub fn from_env() -> Result<Self, ModelError> {
         let mut cfg = Self::with_root(Path::new("."));
@@ -168,6 +172,7 @@ impl ModelsConfig {
         };
         flag("FLEET_ORT_PINNED", &mut |b| cfg.pinned_io = b);
         flag("FLEET_ORT_TF32", &mut |b| cfg.tf32 = b);
+        flag("FLEET_ORT_NHWC", &mut |b| cfg.nhwc = b);
         flag("FLEET_ORT_PAD_BATCHES", &mut |b| cfg.pad_batches = Some(b));
         if let Some(v) = var("FLEET_ORT_CONV_SEARCH") {
             match per_model(&v) {

@@ -437,7 +437,23 @@ impl LoadedModel {
             return Ok(());
         }
         let mut warmed = Vec::new();
+        // A declared shape the export's fixed dimensions refuse is never fed: not warmed.
+        let declared = self
+            .inputs
+            .first()
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default();
+        let fits = |item: &[i64]| {
+            declared.len() == item.len() + 1
+                && item
+                    .iter()
+                    .zip(&declared[1..])
+                    .all(|(&i, &d)| d <= 0 || d == i)
+        };
         for item in self.spec.warm.clone() {
+            if !declared.is_empty() && !fits(&item) {
+                continue;
+            }
             for &b in &self.spec.batches {
                 let mut shape = vec![b as i64];
                 shape.extend(&item);
@@ -767,6 +783,7 @@ fn build(
                 // The workspace lets cuDNN pick its fastest kernels; the arena keeps it.
                 .with_conv_max_workspace(true)
                 .with_tf32(cfg.tf32)
+                .with_prefer_nhwc(cfg.nhwc)
                 .build()
                 .error_on_failure(),
         ],

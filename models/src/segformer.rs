@@ -156,16 +156,23 @@ impl SegFormer {
                 );
                 Ok(par::map_n(c.len(), |i| {
                     let logits = out.item(i);
+                    if k == 0 || hw == 0 {
+                        return Vec::new();
+                    }
                     let mut counts = vec![0usize; k];
-                    for px in 0..hw {
-                        let best = (0..k).fold(0, |b, c| {
-                            if logits[c * hw + px] > logits[b * hw + px] {
-                                c
-                            } else {
-                                b
+                    // Class-major argmax: each class plane is read in order (pixel-major
+                    // strides hw floats per class and misses the cache on every read).
+                    let mut best: Vec<(u32, f32)> = logits[..hw].iter().map(|&v| (0, v)).collect();
+                    for c in 1..k {
+                        let plane = &logits[c * hw..(c + 1) * hw];
+                        for (b, &v) in best.iter_mut().zip(plane) {
+                            if v > b.1 {
+                                *b = (c as u32, v);
                             }
-                        });
-                        counts[best] += 1;
+                        }
+                    }
+                    for (c, _) in best {
+                        counts[c as usize] += 1;
                     }
                     counts
                         .into_iter()

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::config::ModelFile;
 use crate::error::ModelError;
-use crate::imgproc::{self, ChannelOrder, Rgb};
+use crate::imgproc::{self, Rgb};
 use crate::ocr::geometry::iou;
 use crate::par;
 use crate::params::Params;
@@ -22,6 +22,11 @@ use crate::runtime::{ConvSearch, LoadedModel, ModelSpec, Precision};
 const PAD: u8 = 114;
 /// Frames per run on a GPU: 16 at 640 px keep YOLOv8x within a few GiB of activations.
 pub const BATCHES: [usize; 2] = [4, 16];
+/// Short sides of the input, as fractions of the long side, for exports with dynamic spatial
+/// dimensions: a 9:16 (or 16:9) frame fits 3/5 (384 of 640, ultralytics' rectangular
+/// letterbox, 40 % fewer pixels than the square), anything squarer takes the square. Two
+/// buckets per orientation keep the set of shapes small enough to warm at load.
+const SHORT_SIDES: [(usize, usize); 2] = [(3, 5), (1, 1)];
 /// Frames prepared per pipeline step (letterboxed while the previous step runs).
 const CHUNK: usize = 32;
 
@@ -75,9 +80,40 @@ pub struct Detection {
 
 pub struct Yolo {
     model: Arc<LoadedModel>,
-    width: usize,
-    height: usize,
+    /// `(width, height)` of an export with fixed spatial dimensions.
+    fixed: Option<(usize, usize)>,
+    /// Long side of the input of a dynamic export.
+    size: usize,
     names: Vec<String>,
+}
+
+/// The input `(width, height)` a dynamic export gets for a `fw`x`fh` frame: the long side
+/// `size`, the short side the smallest of [`SHORT_SIDES`] that holds the frame's (multiples
+/// of 32, the models' stride).
+pub fn rect_input(fw: usize, fh: usize, size: usize) -> (usize, usize) {
+    let long = fw.max(fh).max(1) as f64;
+    let short = (fw.min(fh) as f64 * size as f64 / long).ceil() as usize;
+    let side = SHORT_SIDES
+        .iter()
+        .map(|&(num, den)| (size * num / den).div_ceil(32) * 32)
+        .find(|&s| s >= short)
+        .unwrap_or(size)
+        .min(size.div_ceil(32) * 32);
+    if fw >= fh { (size, side) } else { (side, size) }
+}
+
+/// Every input shape `[3, height, width]` a dynamic export can be given ([`rect_input`]).
+pub fn rect_shapes(size: usize) -> Vec<Vec<i64>> {
+    let mut shapes: Vec<Vec<i64>> = Vec::new();
+    for &(num, den) in &SHORT_SIDES {
+        let side = ((size * num / den).div_ceil(32) * 32).min(size.div_ceil(32) * 32) as i64;
+        for s in [vec![3, size as i64, side], vec![3, side, size as i64]] {
+            if !shapes.contains(&s) {
+                shapes.push(s);
+            }
+        }
+    }
+    shapes
 }
 
 /// How a frame was fitted into the model input: `input = frame * scale + pad`.
@@ -98,10 +134,11 @@ impl Yolo {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let size = p.input_size as i64;
+        let size = p.input_size.max(32);
         let spec = ModelSpec {
             batches: BATCHES.to_vec(),
-            warm: vec![vec![3, size, size]],
+            // Shapes a fixed-size export cannot take are skipped at warm-up.
+            warm: rect_shapes(size),
             conv_search: ConvSearch::Exhaustive,
             precision: Precision::Fp16,
             ..ModelSpec::default()
@@ -109,8 +146,12 @@ impl Yolo {
         let model = registry.get_spec(file, &key, spec)?;
         model.expect_input(0, &[None, Some(3), None, None], "YOLOv8 detection")?;
         let shape = &model.inputs[0].1;
-        let dim = |d: i64| if d > 0 { d as usize } else { p.input_size };
-        let (height, width) = (dim(shape[2]), dim(shape[3]));
+        let fixed = match (shape[2], shape[3]) {
+            (h, w) if h > 0 && w > 0 => Some((w as usize, h as usize)),
+            (h, _) if h > 0 => Some((h as usize, h as usize)),
+            (_, w) if w > 0 => Some((w as usize, w as usize)),
+            _ => None,
+        };
         let names = match &p.classes {
             Some(c) => c.clone(),
             None => model
@@ -140,8 +181,8 @@ impl Yolo {
         }
         Ok(Self {
             model,
-            width,
-            height,
+            fixed,
+            size,
             names,
         })
     }
@@ -150,36 +191,45 @@ impl Yolo {
         self.model.provider.label()
     }
 
-    /// Scales the frame into the model input keeping its aspect ratio, centred on grey bars,
-    /// and packs it as RGB `/255` CHW into `out`.
-    pub fn letterbox(&self, frame: Rgb<'_>, out: &mut [f32]) -> Letterbox {
-        let r =
-            (self.width as f32 / frame.width as f32).min(self.height as f32 / frame.height as f32);
+    /// The input `(width, height)` for frames of `fw`x`fh`.
+    pub fn input_for(&self, fw: usize, fh: usize) -> (usize, usize) {
+        self.fixed.unwrap_or_else(|| rect_input(fw, fh, self.size))
+    }
+
+    /// Scales the frame into a `width`x`height` input keeping its aspect ratio, centred on
+    /// grey bars, and packs it as RGB `/255` CHW into `out`.
+    pub fn letterbox(
+        frame: Rgb<'_>,
+        (width, height): (usize, usize),
+        out: &mut [f32],
+    ) -> Letterbox {
+        let r = (width as f32 / frame.width as f32).min(height as f32 / frame.height as f32);
         let (nw, nh) = (
-            (frame.width as f32 * r).round() as usize,
-            (frame.height as f32 * r).round() as usize,
+            ((frame.width as f32 * r).round() as usize).min(width),
+            ((frame.height as f32 * r).round() as usize).min(height),
         );
-        let (dw, dh) = (
-            (self.width - nw) as f32 / 2.0,
-            (self.height - nh) as f32 / 2.0,
-        );
+        let (dw, dh) = ((width - nw) as f32 / 2.0, (height - nh) as f32 / 2.0);
         let (left, top) = ((dw - 0.1).round() as usize, (dh - 0.1).round() as usize);
-        let resized = imgproc::resize(frame, nw, nh);
-        let mut canvas = vec![PAD; self.width * self.height * 3];
-        for y in 0..nh {
-            let dst = ((top + y) * self.width + left) * 3;
-            canvas[dst..dst + nw * 3].copy_from_slice(&resized.data[y * nw * 3..(y + 1) * nw * 3]);
+        let resized;
+        let src = if (nw, nh) == (frame.width, frame.height) {
+            frame
+        } else {
+            resized = imgproc::resize(frame, nw, nh);
+            resized.view()
+        };
+        let plane = width * height;
+        let scale = 1.0 / 255.0;
+        out[..3 * plane].fill(PAD as f32 * scale);
+        for c in 0..3 {
+            let dst = &mut out[c * plane..(c + 1) * plane];
+            for y in 0..nh {
+                let row = &src.data[y * nw * 3..(y + 1) * nw * 3];
+                let d = &mut dst[(top + y) * width + left..(top + y) * width + left + nw];
+                for (x, v) in d.iter_mut().enumerate() {
+                    *v = row[x * 3 + c] as f32 * scale;
+                }
+            }
         }
-        let canvas = Rgb::new(&canvas, self.width, self.height);
-        imgproc::to_chw(
-            canvas,
-            ChannelOrder::Rgb,
-            1.0 / 255.0,
-            [0.0; 3],
-            [1.0; 3],
-            self.width,
-            out,
-        );
         Letterbox {
             scale: r,
             pad: [left as f32, top as f32],
@@ -193,26 +243,43 @@ impl Yolo {
         frames: &[Rgb<'_>],
         p: &YoloParams,
     ) -> Result<Vec<Vec<Detection>>, ModelError> {
-        let plane = 3 * self.width * self.height;
         let chunk = if self.model.provider.is_gpu() {
             CHUNK
         } else {
             p.batch.max(1)
         };
-        let chunks: Vec<&[Rgb<'_>]> = frames.chunks(chunk).collect();
+        // Runs of frames that share an input shape (every frame of one video does), cut into
+        // chunks.
+        let mut chunks: Vec<(&[Rgb<'_>], (usize, usize))> = Vec::new();
+        let mut start = 0;
+        while start < frames.len() {
+            let dims = self.input_for(frames[start].width, frames[start].height);
+            let mut end = start + 1;
+            while end < frames.len()
+                && end - start < chunk
+                && self.input_for(frames[end].width, frames[end].height) == dims
+            {
+                end += 1;
+            }
+            chunks.push((&frames[start..end], dims));
+            start = end;
+        }
         let done = par::pipelined(
             chunks.len(),
             |k| {
-                let c = chunks[k];
+                let (c, dims) = chunks[k];
+                let plane = 3 * dims.0 * dims.1;
                 let mut input = vec![0f32; c.len() * plane];
-                let boxes = par::fill_map(&mut input, plane, |i, slot| self.letterbox(c[i], slot));
+                let boxes = par::fill_map(&mut input, plane, |i, slot| {
+                    Self::letterbox(c[i], dims, slot)
+                });
                 (input, boxes)
             },
             |k, (input, boxes)| {
-                let c = chunks[k];
+                let (c, (w, h)) = chunks[k];
                 let out = self
                     .model
-                    .infer(&[3, self.height as i64, self.width as i64], c.len(), &input)?
+                    .infer(&[3, h as i64, w as i64], c.len(), &input)?
                     .swap_remove(0);
                 if out.shape.len() != 3 || out.shape[1] < 5 {
                     return Err(ModelError::BadShape {
@@ -236,19 +303,20 @@ impl Yolo {
     /// The best class score of every anchor of every frame (no threshold, no NMS): for
     /// calibrating a threshold on models with untrained weights.
     pub fn raw_scores(&self, frames: &Frames, _p: &YoloParams) -> Result<Vec<f32>, ModelError> {
-        let plane = 3 * self.width * self.height;
         let (w, h) = (frames.width as usize, frames.height as usize);
+        let dims = self.input_for(w, h);
+        let plane = 3 * dims.0 * dims.1;
         let mut input = vec![0f32; frames.len() * plane];
         for (i, (_, d)) in frames.iter().enumerate() {
-            self.letterbox(Rgb::new(d, w, h), &mut input[i * plane..(i + 1) * plane]);
+            Self::letterbox(
+                Rgb::new(d, w, h),
+                dims,
+                &mut input[i * plane..(i + 1) * plane],
+            );
         }
         let out = self
             .model
-            .infer(
-                &[3, self.height as i64, self.width as i64],
-                frames.len(),
-                &input,
-            )?
+            .infer(&[3, dims.1 as i64, dims.0 as i64], frames.len(), &input)?
             .swap_remove(0);
         let (rows, n) = (out.shape[1] as usize, out.shape[2] as usize);
         let mut scores = Vec::new();
@@ -274,10 +342,18 @@ impl Yolo {
         p: &YoloParams,
     ) -> Vec<Detection> {
         let mut cands: Vec<Detection> = Vec::new();
-        for a in 0..n {
-            let (class_id, score) = (0..nc)
-                .map(|c| (c, pred[(4 + c) * n + a]))
-                .fold((0, f32::MIN), |best, x| if x.1 > best.1 { x } else { best });
+        // Class-major: every class row is contiguous, so the best-class scan reads memory in
+        // order (anchor-major strides `n` floats per class and misses the cache every time).
+        let mut best: Vec<(usize, f32)> = vec![(0, f32::MIN); n];
+        for c in 0..nc {
+            let row = &pred[(4 + c) * n..(5 + c) * n];
+            for (b, &v) in best.iter_mut().zip(row) {
+                if v > b.1 {
+                    *b = (c, v);
+                }
+            }
+        }
+        for (a, &(class_id, score)) in best.iter().enumerate() {
             if score < p.conf {
                 continue;
             }
@@ -314,7 +390,8 @@ impl Yolo {
         let (w, h) = (frames.width as usize, frames.height as usize);
         let imgs: Vec<Rgb<'_>> = frames.iter().map(|(_, d)| Rgb::new(d, w, h)).collect();
         let dets = self.detect(&imgs, p)?;
-        Ok(summarize(&frames.times, &dets, [self.width, self.height]))
+        let (iw, ih) = self.input_for(w, h);
+        Ok(summarize(&frames.times, &dets, [iw, ih]))
     }
 }
 
@@ -403,6 +480,45 @@ pub fn parse_names(s: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn rectangular_inputs_fit_the_frame_in_few_shapes() {
+        // TikTok's 9:16 in both orientations, at any resolution: the 384x640 bucket.
+        assert_eq!(rect_input(1080, 1920, 640), (384, 640));
+        assert_eq!(rect_input(360, 640, 640), (384, 640));
+        assert_eq!(rect_input(1920, 1080, 640), (640, 384));
+        // Squarer frames take the square; an odd size is never cut.
+        assert_eq!(rect_input(720, 960, 640), (640, 640));
+        assert_eq!(rect_input(500, 500, 640), (640, 640));
+        assert_eq!(rect_input(401, 640, 640), (640, 640));
+        assert_eq!(rect_input(3, 7, 640), (384, 640));
+        let shapes = rect_shapes(640);
+        assert_eq!(shapes.len(), 3, "{shapes:?}");
+        for (fw, fh) in [(1080, 1920), (1920, 1080), (999, 1001), (1, 4000)] {
+            let (w, h) = rect_input(fw, fh, 640);
+            assert!(shapes.contains(&vec![3, h as i64, w as i64]), "{fw}x{fh}");
+            let r = (w as f32 / fw as f32).min(h as f32 / fh as f32);
+            assert!((fw as f32 * r).round() as usize <= w && (fh as f32 * r).round() as usize <= h);
+        }
+    }
+
+    #[test]
+    fn letterbox_centres_the_frame_on_grey() {
+        // 4x2 red frame into 4x4: scale 1, one grey row above and below.
+        let red: Vec<u8> = [255u8, 0, 0].repeat(8);
+        let mut out = vec![0f32; 3 * 16];
+        let lb = Yolo::letterbox(Rgb::new(&red, 4, 2), (4, 4), &mut out);
+        assert_eq!(lb.scale, 1.0);
+        assert_eq!(lb.pad, [0.0, 1.0]);
+        let grey = 114.0 * (1.0f32 / 255.0);
+        let one = 255.0 * (1.0f32 / 255.0);
+        assert_eq!(&out[0..4], &[grey; 4]);
+        assert_eq!(&out[4..12], &[one; 8]);
+        assert_eq!(&out[16 + 4..16 + 12], &[0.0; 8]);
+        assert_eq!(&out[32 + 12..48], &[grey; 4]);
+    }
+
     #[test]
     fn parses_ultralytics_names() {
         assert_eq!(

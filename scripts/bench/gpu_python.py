@@ -18,6 +18,7 @@ machine with OpenCV but no ffmpeg): the same names, sizes and sampling.
 """
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -71,30 +72,53 @@ def export_yolo(name, out, device):
         if isinstance(m, Detect):
             m.export = True
             m.format = "onnx"
-    path = os.path.join(out, f"{name}.onnx")
-    dummy = torch.zeros(1, 3, 640, 640)
-    kwargs = dict(
-        input_names=["images"],
-        output_names=["output0"],
-        dynamic_axes={"images": {0: "batch"}, "output0": {0: "batch"}},
-        opset_version=17,
-    )
-    try:
-        torch.onnx.export(model, dummy, path, dynamo=False, **kwargs)
-    except TypeError:
-        torch.onnx.export(model, dummy, path, **kwargs)
-    import onnx
+            # Anchors from the input's own size: the export takes any height and width (the
+            # Rust side feeds 384x640 for 9:16 frames, 640x640 for squarer ones).
+            m.dynamic = True
+    axes = {"images": {0: "batch", 2: "height", 3: "width"}, "output0": {0: "batch", 2: "anchors"}}
+    kwargs = dict(input_names=["images"], output_names=["output0"], dynamic_axes=axes, opset_version=17)
 
-    m = onnx.load(path)
-    meta = m.metadata_props.add()
-    meta.key = "names"
-    meta.value = str(yolo.model.names)
-    onnx.save(m, path)
+    def export(module, dummy, path):
+        try:
+            torch.onnx.export(module, dummy, path, dynamo=False, **kwargs)
+        except TypeError:
+            torch.onnx.export(module, dummy, path, **kwargs)
+        import onnx
+
+        m = onnx.load(path)
+        meta = m.metadata_props.add()
+        meta.key = "names"
+        meta.value = str(yolo.model.names)
+        onnx.save(m, path)
+
+    path = os.path.join(out, f"{name}.onnx")
+    export(model, torch.zeros(1, 3, 640, 640), path)
+
+    class Half(torch.nn.Module):
+        """FP16 weights and arithmetic, FP32 in and out: traced by PyTorch itself, so every
+        Cast is typed as the graph runs it (onnxconverter-common's rewrite of the FP32 graph
+        left a Cast typed float16 where float was declared, which ONNX Runtime refused)."""
+
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            y = self.m(x.half())
+            y = y[0] if isinstance(y, (list, tuple)) else y
+            return y.float()
+
+    half_path = os.path.join(out, f"{name}.fp16.onnx")
+    if device == "cuda":
+        half = Half(copy.deepcopy(model).half().cuda()).eval()
+        export(half, torch.zeros(1, 3, 640, 640, device="cuda"), half_path)
+        log(f"exported {path} (+ fp16, traced in half precision)")
+    else:
+        log(f"exported {path} (no fp16: half precision is traced on a GPU)")
     for mod in model.modules():
         if isinstance(mod, Detect):
             mod.export = False
-    to_fp16(path, os.path.join(out, f"{name}.fp16.onnx"))
-    log(f"exported {path} (+ fp16)")
+            mod.dynamic = False
     return yolo
 
 

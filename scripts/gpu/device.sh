@@ -5,6 +5,7 @@
 #   scripts/gpu/device.sh setup    # unpack binaries, models, wheels; onnxruntime-gpu for Python
 #   scripts/gpu/device.sh python   # frames (OpenCV), YOLOv8/SegFormer export, the Python side
 #   scripts/gpu/device.sh bench    # bench-gpu run: the report into $OUT
+#   scripts/gpu/device.sh profile  # ONNX Runtime's profiler on single models (OCR, YOLOv8x)
 #   scripts/gpu/device.sh fleet STEP...  # the fleet (pack.sh --fleet): scripts/gpu-run.sh STEPs
 #
 # State lives under /root/gb between calls (the machine keeps /root while it stays warm).
@@ -84,6 +85,19 @@ bench)
         --report "$OUT/bench-gpu.md" --json "$OUT/bench-gpu.json" --require-gpu \
         ${ONLY:+--only "$ONLY"} ${CPU_FRAMES:+--cpu-frames "$CPU_FRAMES"} 2>&1 | tail -n 60
     cp "$GB/onnx/python.json" "$OUT/" 2>/dev/null || true
+    ;;
+profile)
+    # Where the time of single models goes (ONNX Runtime's profiler, NCHW and NHWC).
+    env_all
+    M=$GB/fleet/models
+    for spec in "$M/ppocr/PP-OCRv6_rec_small.onnx 32x3x48x640" \
+        "$M/ppocr/PP-OCRv6_rec_small.onnx 1x3x48x640" \
+        "$M/ppocr/PP-OCRv6_det_small.onnx 8x3x960x544" \
+        "$GB/onnx/yolov8x.onnx 16x3x640x384" "$GB/onnx/yolov8x.fp16.onnx 16x3x640x384"; do
+        set -- $spec
+        [ -f "$1" ] || continue
+        timeout 150 python3 scripts/bench/ort_profile.py "$1" "$2" || true
+    done 2>&1 | grep -v -E "^\s*$" | tee "$OUT/profile.txt"
     ;;
 fleet)
     env_all

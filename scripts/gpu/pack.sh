@@ -7,6 +7,7 @@
 #   scripts/gpu/pack.sh --fleet    # the fleet instead: worker, dispatcher, fleet, bench-decode,
 #                                  # every model (Whisper for the CPU workers too), media, and
 #                                  # the services kit (RabbitMQ, Redis, ffmpeg: services-kit.sh)
+#   scripts/gpu/pack.sh --all      # both in one kit (one device session runs both)
 #
 # What the device then runs: scripts/gpu/device.sh (docs/bench-gpu.md, docs/gpu-fleet.md).
 set -euo pipefail
@@ -14,17 +15,26 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 P=.fleet/devpayload
 FLEET=0
-[ "${1:-}" = "--fleet" ] && FLEET=1
+BENCH=1
+case "${1:-}" in
+--fleet) FLEET=1 BENCH=0 ;;
+--all) FLEET=1 ;;
+esac
 rm -rf "$P" && mkdir -p "$P"
 
 echo "pack: release binaries"
+bins=""
+crates=""
 if [ "$FLEET" = 1 ]; then
     bins="worker dispatcher fleet bench-decode"
-    cargo build --release -p worker -p dispatcher -p fleet --bins >/dev/null
-else
-    bins="bench-gpu"
-    cargo build --release -p gpubench >/dev/null
+    crates="-p worker -p dispatcher -p fleet"
 fi
+if [ "$BENCH" = 1 ]; then
+    bins="$bins bench-gpu"
+    crates="$crates -p gpubench"
+fi
+# shellcheck disable=SC2086
+cargo build --release $crates --bins >/dev/null
 mkdir -p "$P/bin.tmp"
 for b in $bins; do
     [ -x "target/release/$b" ] || continue
@@ -74,9 +84,11 @@ See you tomorrow with a new trick."
     cp .fleet/bench/fleet.mp4 "$P/media/"
     [ -f .fleet/svc-kit.tar.xz ] || scripts/gpu/services-kit.sh .fleet/svc-kit.tar.xz
     cp .fleet/svc-kit.tar.xz "$P/svc.tar.xz"
-    du -sh "$P"/*
-    [ -n "${PACK_NO_KIT:-}" ] || ../shared/tools/gpu-kit.sh "$P"
-    exit 0
+    if [ "$BENCH" = 0 ]; then
+        du -sh "$P"/*
+        [ -n "${PACK_NO_KIT:-}" ] || ../shared/tools/gpu-kit.sh "$P"
+        exit 0
+    fi
 fi
 
 echo "pack: Python wheels the device lacks"
