@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::backoff;
 use crate::broker::{Broker, BrokerError};
 
 pub struct ConsumerSpec {
@@ -46,7 +47,7 @@ pub async fn run<H, F>(
     let handler = Arc::new(handler);
     let slots = Arc::new(Semaphore::new(usize::from(spec.prefetch.max(1))));
     let tracker = TaskTracker::new();
-    let mut delay = RECONNECT_FIRST;
+    let mut delays = backoff::RECONNECT.delays();
     let mut open_channel = None;
     loop {
         let started = Instant::now();
@@ -58,15 +59,15 @@ pub async fn run<H, F>(
             Err(BrokerError::Cancelled) => break,
             Err(e) => {
                 if started.elapsed() > RECONNECT_RESET_AFTER {
-                    delay = RECONNECT_FIRST;
+                    delays = backoff::RECONNECT.delays();
                 }
+                let delay = delays.next().unwrap_or(backoff::RECONNECT.cap);
                 tracing::warn!(queue = %spec.queue, error = %e, retry_in = ?delay, running = tracker.len(), "consumer lost; reconnecting");
                 broker.invalidate().await;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.cancelled() => break,
                 }
-                delay = (delay * 2).min(RECONNECT_MAX);
             }
         }
     }
@@ -85,8 +86,6 @@ pub async fn run<H, F>(
     }
 }
 
-const RECONNECT_FIRST: Duration = Duration::from_millis(200);
-const RECONNECT_MAX: Duration = Duration::from_secs(10);
 /// A connection that lasted this long starts the next reconnect from the first delay again.
 const RECONNECT_RESET_AFTER: Duration = Duration::from_secs(30);
 

@@ -9,7 +9,9 @@
 //! - `text`: untrusted text bounded for headers and answers, escaped for logs.
 //! - `codec`: the only place that calls rmp-serde; JSON/MessagePack by content type.
 //! - `topology`: the only place that names exchanges and queues, and declares them.
+//! - `redis_conn`: the Redis connection; every command bounded in time, the reconnect's wait included.
 //! - `store`: the Redis layout (`{prefix}:job:{id}` ...) and its operations.
+//! - `backoff`: the one retry/backoff policy type ([`backoff::RECONNECT`]); its cap holds with jitter.
 //! - `broker`: a reconnecting AMQP handle with publisher confirms.
 //! - `telemetry`: logging/tracing setup and W3C trace context in AMQP headers.
 //! - `metrics`: Prometheus registry shared by a process.
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod broker;
 pub mod codec;
 pub mod config;
@@ -24,6 +27,7 @@ pub mod consume;
 pub mod ids;
 pub mod message;
 pub mod metrics;
+pub mod redis_conn;
 pub mod store;
 pub mod telemetry;
 pub mod text;

@@ -9,19 +9,20 @@
 //!   submitting client and the key, so clients cannot see or take each other's keys
 //! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs)
 //!
-//! Every key carries the result TTL.
+//! Every key carries the result TTL. Every command answers or fails within
+//! [`crate::redis_conn::COMMAND_WITHIN`], also while Redis is away.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 
 use crate::message::{JobStatus, Outcome, PlannedTask};
+use crate::redis_conn::Bounded;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("redis: {0}")]
+    #[error("Redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -110,7 +111,7 @@ impl Persistence {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Bounded,
     prefix: String,
     ttl: Duration,
 }
@@ -125,11 +126,7 @@ return 1
 
 impl Store {
     pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let cfg = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(5)))
-            .set_response_timeout(Some(Duration::from_secs(10)));
-        let conn = ConnectionManager::new_with_config(client, cfg).await?;
+        let conn = Bounded::connect(url).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
@@ -175,7 +172,19 @@ impl Store {
 
     /// PING within `within` (probes answer within a bound while Redis is away).
     pub async fn ping_within(&self, within: Duration) -> bool {
-        matches!(tokio::time::timeout(within, self.ping()).await, Ok(Ok(())))
+        self.unavailable_within(within).await.is_none()
+    }
+
+    /// Why Redis cannot be used now (`None`: it answered PING within `within`).
+    pub async fn unavailable_within(&self, within: Duration) -> Option<String> {
+        match tokio::time::timeout(within, self.ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!(
+                "Redis did not answer PING within {} ms",
+                within.as_millis()
+            )),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {

@@ -6,8 +6,8 @@
 //! the message is held (a nack would count against the queue's delivery limit), never dropped. Input that can never succeed goes to `{p}.dlq` with the reason in a header.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use common::backoff;
 use common::broker::{dead_letter_props, delivery_count, minimal_dead_letter_props};
 use common::codec;
 use common::ids::check_id;
@@ -24,26 +24,23 @@ use crate::core::{Caller, Core, SubmitError};
 /// analyzer names and at most [`crate::core::MAX_METADATA_BYTES`] of metadata.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
-const RETRY_MIN: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(5);
-
 /// Retries `step` on infrastructure errors until it succeeds or the dispatcher's work is
 /// cancelled (then the message is left unacked and goes back to the queue).
 async fn retrying<T, E: std::fmt::Display, Fut: std::future::Future<Output = Result<T, E>>>(
     core: &Core,
     mut step: impl FnMut() -> Fut,
 ) -> Option<T> {
-    let mut delay = RETRY_MIN;
+    let mut delays = backoff::INFRA_STEP.delays();
     loop {
         match step().await {
             Ok(v) => return Some(v),
             Err(e) => {
+                let delay = delays.next().unwrap_or(backoff::INFRA_STEP.cap);
                 tracing::warn!(error = %e, retry_in = ?delay, "infrastructure error; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = core.work_cancel.cancelled() => return None,
                 }
-                delay = (delay * 2).min(RETRY_MAX);
             }
         }
     }

@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
+use common::backoff::{self, Backoff};
 use common::broker::{
     Broker, dead_letter_props, delivery_count, minimal_dead_letter_props, persistent,
 };
@@ -63,17 +64,17 @@ async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result
     what: &str,
     mut step: impl FnMut() -> F,
 ) -> Step<T> {
-    let mut delay = Duration::from_millis(100);
+    let mut delays = backoff::INFRA_STEP.delays();
     loop {
         match step().await {
             Ok(v) => return Step::Done(v),
             Err(e) => {
+                let delay = delays.next().unwrap_or(backoff::INFRA_STEP.cap);
                 tracing::warn!(error = %e, what, retry_in = ?delay, "infrastructure error; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = w.work_cancel.cancelled() => return Step::Abandon,
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -267,11 +268,10 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         analyzer.run(&ctx).instrument(span).await
     };
     let retry = &w.config.retry;
-    let policy = ExponentialBuilder::default()
-        .with_min_delay(retry.initial_backoff)
-        .with_max_delay(retry.max_backoff)
-        .with_max_times(retry.max_attempts.max(1) as usize - 1)
-        .with_jitter();
+    // `max_backoff_ms` is the longest wait, jitter included.
+    let policy = Backoff::new(retry.initial_backoff, retry.max_backoff)
+        .policy()
+        .with_max_times(retry.max_attempts.max(1) as usize - 1);
     let runs = run_once
         .retry(policy)
         .sleep(tokio::time::sleep)
