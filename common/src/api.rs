@@ -93,8 +93,8 @@ pub struct CancelAnswer {
     pub status: JobStatus,
 }
 
-/// `GET /readyz`: whether each dependency is reachable.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+/// `GET /readyz`: whether each dependency is reachable, and why not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
     pub redis: bool,
     pub amqp: bool,
@@ -103,6 +103,10 @@ pub struct Readiness {
     /// then are gone. Absent while it never happened in this process's lifetime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_lost_at_ms: Option<u64>,
+    /// What is not ready and why (empty when ready), e.g. how long RabbitMQ has been away
+    /// and what the last attempt to reach it said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
 }
 
 /// One fleet queue as the broker reports it.

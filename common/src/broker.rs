@@ -6,9 +6,9 @@
 //! at-least-once end to end.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use lapin::Confirmation;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -16,6 +16,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff;
 use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +38,30 @@ struct Live {
     publish: Channel,
 }
 
+impl Live {
+    fn healthy(&self) -> bool {
+        self.conn.status().connected() && self.publish.status().connected()
+    }
+}
+
+/// Since when the broker has been away, and what the last attempt to reach it said.
+struct Down {
+    since: Instant,
+    last_error: Option<String>,
+}
+
 pub struct Broker {
     url: String,
     name: String,
     topology: Topology,
     delivery_limit: u32,
-    live: Mutex<Option<Live>>,
+    /// The live connection. A plain mutex held only to copy or swap the `Arc`, never across
+    /// an await: probes and publishers read it without waiting behind a reconnect.
+    live: std::sync::Mutex<Option<Arc<Live>>>,
+    /// Held by the one task reconnecting (through the whole backoff loop); the others wait
+    /// for its connection instead of opening their own.
+    reconnecting: Mutex<()>,
+    down: std::sync::Mutex<Option<Down>>,
 }
 
 /// Persistent message properties with a content type and optional headers.
@@ -159,6 +178,10 @@ pub fn delivery_count(props: &BasicProperties) -> u32 {
     }
 }
 
+/// How long a publish waits for a lost connection to come back before it fails (its caller
+/// holds the message and retries).
+const PUBLISH_RECONNECT_WITHIN: Duration = Duration::from_secs(30);
+
 impl Broker {
     /// Connects (retrying with backoff until `cancel` fires) and declares the topology.
     pub async fn connect(
@@ -173,7 +196,9 @@ impl Broker {
             name: name.to_string(),
             topology,
             delivery_limit,
-            live: Mutex::new(None),
+            live: std::sync::Mutex::new(None),
+            reconnecting: Mutex::new(()),
+            down: std::sync::Mutex::new(None),
         });
         b.ensure(cancel).await?;
         Ok(b)
@@ -183,12 +208,49 @@ impl Broker {
         &self.topology
     }
 
-    /// Whether a live connection exists now. Never waits: while a reconnect holds the
-    /// connection's lock (the broker is away), the answer is no.
-    pub async fn is_connected(&self) -> bool {
-        self.live
-            .try_lock()
-            .is_ok_and(|live| live.as_ref().is_some_and(|l| l.conn.status().connected()))
+    /// Whether a live connection exists now. Never waits, also while a reconnect is under way.
+    pub fn is_connected(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Why the broker cannot be used now (`None`: it can), for probes and errors: how long it
+    /// has been away and what the last attempt to reach it said. Never waits.
+    pub fn unavailable(&self) -> Option<String> {
+        if self.is_connected() {
+            return None;
+        }
+        let down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match down.as_ref() {
+            Some(Down {
+                since,
+                last_error: Some(e),
+            }) => format!(
+                "RabbitMQ unreachable for {} s, reconnecting: {e}",
+                since.elapsed().as_secs()
+            ),
+            Some(Down { since, .. }) => format!(
+                "RabbitMQ connection lost {} s ago, reconnecting",
+                since.elapsed().as_secs()
+            ),
+            None => "RabbitMQ connection lost, reconnecting".to_string(),
+        })
+    }
+
+    /// The live connection when it is healthy.
+    fn current(&self) -> Option<Arc<Live>> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.as_ref().filter(|l| l.healthy()).cloned()
+    }
+
+    fn note_down(&self, error: Option<String>) {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        let d = down.get_or_insert_with(|| Down {
+            since: Instant::now(),
+            last_error: None,
+        });
+        if error.is_some() {
+            d.last_error = error;
+        }
     }
 
     async fn open(&self) -> Result<Live, lapin::Error> {
@@ -200,42 +262,47 @@ impl Broker {
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
         self.topology.declare(&publish, self.delivery_limit).await?;
-        Ok(live_of(conn, publish))
+        Ok(Live { conn, publish })
     }
 
     /// Makes sure a live connection exists, reconnecting with backoff (until cancelled).
     pub async fn ensure(&self, cancel: &CancellationToken) -> Result<(), BrokerError> {
-        let mut live = self.live.lock().await;
-        if live
-            .as_ref()
-            .is_some_and(|l| l.conn.status().connected() && l.publish.status().connected())
-        {
-            return Ok(());
+        self.live_connection(cancel).await.map(|_| ())
+    }
+
+    async fn live_connection(&self, cancel: &CancellationToken) -> Result<Arc<Live>, BrokerError> {
+        if let Some(l) = self.current() {
+            return Ok(l);
         }
+        let _turn = tokio::select! {
+            t = self.reconnecting.lock() => t,
+            _ = cancel.cancelled() => return Err(BrokerError::Cancelled),
+        };
+        // Whoever held the turn before may have reconnected already.
+        if let Some(l) = self.current() {
+            return Ok(l);
+        }
+        self.note_down(None);
         let attempt = || async { self.open().await };
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            // Jitter adds up to as much again: waits stay within 10 s.
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times();
-        let open = attempt.retry(backoff).notify(
-            |e, d| tracing::warn!(error = %e, retry_in = ?d, "RabbitMQ unreachable; retrying"),
-        );
-        tokio::select! {
-            r = open => { *live = Some(r?); Ok(()) }
-            _ = cancel.cancelled() => Err(BrokerError::Cancelled),
+        let open = attempt.retry(backoff::RECONNECT.policy()).notify(|e, d| {
+            self.note_down(Some(e.to_string()));
+            tracing::warn!(error = %e, retry_in = ?d, "RabbitMQ unreachable; retrying");
+        });
+        let live = tokio::select! {
+            r = open => Arc::new(r?),
+            _ = cancel.cancelled() => return Err(BrokerError::Cancelled),
+        };
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(live.clone());
+        if let Some(d) = self.down.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tracing::info!(after = ?d.since.elapsed(), "RabbitMQ reachable again");
         }
+        Ok(live)
     }
 
     /// A new channel on the live connection (for a consumer).
     pub async fn channel(&self, cancel: &CancellationToken) -> Result<Channel, BrokerError> {
-        self.ensure(cancel).await?;
-        let live = self.live.lock().await;
-        match live.as_ref() {
-            Some(l) => Ok(l.conn.create_channel().await?),
-            None => Err(BrokerError::Cancelled),
-        }
+        let live = self.live_connection(cancel).await?;
+        Ok(live.conn.create_channel().await?)
     }
 
     /// Publishes and waits for the broker's confirm. One reconnect is tried on a dead channel.
@@ -249,20 +316,21 @@ impl Broker {
         let never = CancellationToken::new();
         let mut last = None;
         for _ in 0..2 {
-            let channel = {
-                let live = self.live.lock().await;
-                live.as_ref().map(|l| l.publish.clone())
-            };
-            let channel = match channel {
-                Some(c) if c.status().connected() => c,
-                _ => {
-                    self.invalidate().await;
-                    tokio::time::timeout(Duration::from_secs(30), self.ensure(&never))
-                        .await
-                        .map_err(|_| BrokerError::Cancelled)??;
-                    continue;
-                }
-            };
+            let channel =
+                match self.current() {
+                    Some(l) => l.publish.clone(),
+                    None => {
+                        self.invalidate().await;
+                        tokio::time::timeout(PUBLISH_RECONNECT_WITHIN, self.ensure(&never))
+                            .await
+                            .map_err(|_| {
+                                BrokerError::Closed(self.unavailable().unwrap_or_else(|| {
+                                    "no connection to RabbitMQ within 30 s".into()
+                                }))
+                            })??;
+                        continue;
+                    }
+                };
             // Mandatory: a message no queue takes comes back instead of vanishing.
             let opts = BasicPublishOptions {
                 mandatory: true,
@@ -301,22 +369,18 @@ impl Broker {
 
     /// Forgets a broken connection so the next call reconnects.
     pub async fn invalidate(&self) {
-        let mut live = self.live.lock().await;
-        if live
-            .as_ref()
-            .is_some_and(|l| !(l.conn.status().connected() && l.publish.status().connected()))
-        {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        if live.as_ref().is_some_and(|l| !l.healthy()) {
             *live = None;
+            drop(live);
+            self.note_down(None);
         }
     }
 
     pub async fn close(&self) {
-        if let Some(l) = self.live.lock().await.take() {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(l) = live {
             let _ = l.conn.close(200, "bye".into()).await;
         }
     }
-}
-
-fn live_of(conn: Connection, publish: Channel) -> Live {
-    Live { conn, publish }
 }

@@ -152,9 +152,12 @@ async fn healthz() -> &'static str {
     (status = 503, description = "one is not", body = Readiness),
 ))]
 async fn ready(State(core): State<Arc<Core>>) -> Response {
-    let redis = core.store.ping_within(PROBE_WITHIN).await;
-    let amqp = core.broker.is_connected().await;
-    let code = if redis && amqp {
+    // Neither check waits longer than PROBE_WITHIN, whatever is down.
+    let redis_down = core.store.unavailable_within(PROBE_WITHIN).await;
+    let amqp_down = core.broker.unavailable();
+    let (redis, amqp) = (redis_down.is_none(), amqp_down.is_none());
+    let reasons: Vec<String> = [redis_down, amqp_down].into_iter().flatten().collect();
+    let code = if reasons.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -166,6 +169,7 @@ async fn ready(State(core): State<Arc<Core>>) -> Response {
             redis,
             amqp,
             state_lost_at_ms,
+            reasons,
         }),
     )
         .into_response()
@@ -253,6 +257,11 @@ async fn submit(
         traceparent: h("traceparent"),
         tracestate: h("tracestate"),
     };
+    // Without a broker the job's tasks cannot be published: say so now instead of waiting
+    // for a reconnect (nothing is recorded, the client retries).
+    if let Some(why) = core.broker.unavailable() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, format!("try again: {why}"));
+    }
     match core.submit(req, None, &caller, trace).await {
         Ok(s) => (
             StatusCode::ACCEPTED,
@@ -347,19 +356,21 @@ async fn load_for(
     }
     match core.store.job(id).await {
         Ok(Some(meta)) if caller.may_see(meta.owner.as_deref()) => {
-            let outcomes = core
-                .store
-                .outcomes(id)
-                .await
-                .map_err(|e| error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+            let outcomes = core.store.outcomes(id).await.map_err(unavailable)?;
             Ok((meta, outcomes))
         }
         Ok(_) => Err(error(
             StatusCode::NOT_FOUND,
             format!("no job {id:?} ({})", core.epoch.why_unknown()),
         )),
-        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+        Err(e) => Err(unavailable(e)),
     }
+}
+
+/// 503 for a store that failed: the reason, and that a retry may work. Every store command
+/// fails within `common::redis_conn::COMMAND_WITHIN` while Redis is away.
+fn unavailable(e: common::store::StoreError) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, format!("try again: {e}"))
 }
 
 /// Status with progress, also per stage: what `fleet submit --wait` draws.

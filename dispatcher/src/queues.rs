@@ -61,7 +61,7 @@ async fn inspect_all(core: &Core, queues: &[String]) -> Vec<QueueDepth> {
             ready: None,
             consumers: None,
         };
-        if !core.broker.is_connected().await {
+        if !core.broker.is_connected() {
             rows.push(row);
             continue;
         }

@@ -40,8 +40,11 @@ fn authorized(w: &Shared, headers: &HeaderMap) -> bool {
 }
 
 async fn ready(State(w): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let redis = w.store.ping_within(PROBE_WITHIN).await;
-    let amqp = w.broker.is_connected().await;
+    // Neither check waits longer than PROBE_WITHIN, whatever is down.
+    let redis_down = w.store.unavailable_within(PROBE_WITHIN).await;
+    let amqp_down = w.broker.unavailable();
+    let (redis, amqp) = (redis_down.is_none(), amqp_down.is_none());
+    let reasons: Vec<String> = [redis_down, amqp_down].into_iter().flatten().collect();
     let accepting = *w.accepting.borrow();
     let code = if redis && amqp {
         StatusCode::OK
@@ -49,7 +52,10 @@ async fn ready(State(w): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = if authorized(&w, &headers) {
-        serde_json::json!({ "ready": redis && amqp, "redis": redis, "amqp": amqp, "accepting": accepting })
+        serde_json::json!({
+            "ready": redis && amqp, "redis": redis, "amqp": amqp, "accepting": accepting,
+            "reasons": reasons,
+        })
     } else {
         serde_json::json!({ "ready": redis && amqp })
     };
