@@ -318,6 +318,19 @@ impl WorkerProcess {
         extra: &[&str],
         metrics_listen: &str,
     ) -> WorkerProcess {
+        Self::spawn_with_env(fleet, class, name, extra, metrics_listen, &[])
+    }
+
+    /// [`WorkerProcess::spawn`] with environment variables of its own (they win over the
+    /// defaults: another config file, services behind a [`Proxy`]).
+    pub fn spawn_with_env(
+        fleet: &Fleet,
+        class: &str,
+        name: &str,
+        extra: &[&str],
+        metrics_listen: &str,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let mut cmd = Command::new(binary("worker"));
         cmd.args(["--class", class, "--name", name])
             .args(extra)
@@ -327,6 +340,7 @@ impl WorkerProcess {
             .env("FLEET_REDIS_URL", REDIS_URL)
             .env("FLEET_METRICS_LISTEN", metrics_listen)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(child_logs());
         let child = cmd.spawn().expect("spawn worker binary");
@@ -383,53 +397,88 @@ pub fn set_param(config: &mut FleetConfig, analyzer: &str, key: &str, value: Val
     a.params[key] = value;
 }
 
-/// A TCP forwarder in front of RabbitMQ or Redis that a test can cut and restore, to play
-/// an outage without touching the shared services.
+/// A TCP forwarder in front of RabbitMQ or Redis that a test can cut, stall and restore, to
+/// play an outage without touching the shared services.
 pub struct Proxy {
     pub addr: SocketAddr,
-    up: Arc<std::sync::atomic::AtomicBool>,
-    cut: tokio::sync::watch::Sender<u64>,
+    mode: Arc<std::sync::atomic::AtomicU8>,
+    changed: tokio::sync::watch::Sender<u64>,
 }
+
+const PROXY_UP: u8 = 0;
+const PROXY_CUT: u8 = 1;
+const PROXY_STALLED: u8 = 2;
 
 impl Proxy {
     pub async fn start(target: &'static str) -> Proxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::atomic::{AtomicU8, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let up = Arc::new(AtomicBool::new(true));
-        let (cut, _) = tokio::sync::watch::channel(0u64);
-        let (up2, cut2) = (up.clone(), cut.clone());
+        let mode = Arc::new(AtomicU8::new(PROXY_UP));
+        let (changed, _) = tokio::sync::watch::channel(0u64);
+        let (mode2, changed2) = (mode.clone(), changed.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
+                let mut changed_rx = changed2.subscribe();
+                match mode2.load(Ordering::SeqCst) {
+                    PROXY_CUT => {
+                        drop(inbound);
+                        continue;
+                    }
+                    PROXY_STALLED => {
+                        // Accepted and never answered, until the next change drops it.
+                        tokio::spawn(async move {
+                            let _ = changed_rx.changed().await;
+                            drop(inbound);
+                        });
+                        continue;
+                    }
+                    _ => {}
                 }
-                let mut cut_rx = cut2.subscribe();
+                let mode3 = mode2.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = cut_rx.changed() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                        _ = changed_rx.changed() => {}
+                    }
+                    if mode3.load(Ordering::SeqCst) == PROXY_STALLED {
+                        // Both ends stay open and nothing passes, until the next change.
+                        let _ = changed_rx.changed().await;
                     }
                 });
             }
         });
-        Proxy { addr, up, cut }
+        Proxy {
+            addr,
+            mode,
+            changed,
+        }
     }
 
-    /// Drops every open connection and refuses new ones until `restore`.
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, std::sync::atomic::Ordering::SeqCst);
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// Drops every open connection and refuses new ones until `restore` (a stopped service).
     pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.cut.send_modify(|n| *n += 1);
+        self.set(PROXY_CUT);
     }
 
+    /// Keeps every connection open but passes nothing, and accepts new ones that never
+    /// answer (a frozen service or a network that drops packets), until `restore` or `cut`.
+    pub fn stall(&self) {
+        self.set(PROXY_STALLED);
+    }
+
+    /// Forwards new connections again (stalled ones are dropped: their clients reconnect).
     pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.set(PROXY_UP);
     }
 }

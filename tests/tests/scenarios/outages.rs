@@ -176,3 +176,164 @@ async fn a_wiped_redis_is_detected_and_reported() {
     );
     fleet.cleanup().await;
 }
+
+/// Bounds a request: `None` when no answer came within `within`.
+async fn answer_within(
+    within: Duration,
+    req: reqwest::RequestBuilder,
+) -> Option<(u16, serde_json::Value)> {
+    let r = tokio::time::timeout(within, async {
+        let r = req.send().await.unwrap();
+        let code = r.status().as_u16();
+        (code, r.json().await.unwrap_or(serde_json::Value::Null))
+    })
+    .await;
+    r.ok()
+}
+
+/// Generous against the fleet's own bounds (2 s per Redis command, 1 s per probe), short
+/// against what used to happen (8–10 s, or the client's timeout).
+const ANSWER_WITHIN: Duration = Duration::from_secs(4);
+
+/// While Redis is away, the job API and `/readyz` answer 503 with the reason within a bound,
+/// both when it refuses connections (stopped) and when it never answers (frozen, or packets
+/// dropped); once it is back the API answers from it again. Before the bound, a read waited
+/// for the connection manager's whole reconnect (6–12 s) or its response timeout (10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_and_readiness_answer_while_redis_is_away() {
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}/", proxy.addr);
+    let mut fleet = Fleet::new(|c| c.connections.redis_url = redis_url).await;
+    fleet.start_dispatcher().await;
+    // No workers: the job stays queued, its record is what the API reads.
+    let id = fleet.submit(json!({"video": "/v/a.mp4"})).await;
+    let job_url = format!("{}/v1/jobs/{id}", fleet.base_url());
+    let ready_url = format!("{}/readyz", fleet.base_url());
+    let (code, _) = answer_within(ANSWER_WITHIN, fleet.http.get(&job_url))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+
+    for (how, away) in [("stalled", Proxy::stall as fn(&Proxy)), ("cut", Proxy::cut)] {
+        away(&proxy);
+        // The proxy drops or freezes its connections a moment after the call.
+        tests::eventually(Duration::from_secs(10), "the outage to show", || {
+            let req = fleet.http.get(&job_url);
+            async move {
+                answer_within(ANSWER_WITHIN, req)
+                    .await
+                    .filter(|(code, _)| *code == 503)
+            }
+        })
+        .await;
+        let since = std::time::Instant::now();
+        // Long enough for several reconnects of the connection manager to start and fail.
+        while since.elapsed() < Duration::from_secs(8) {
+            let (code, body) = answer_within(ANSWER_WITHIN, fleet.http.get(&job_url))
+                .await
+                .unwrap_or_else(|| panic!("Redis {how}: GET {job_url} unanswered"));
+            assert_eq!(code, 503, "Redis {how}: {body}");
+            let error = body["error"].as_str().unwrap_or_default();
+            assert!(error.contains("Redis"), "Redis {how}: {body}");
+
+            let (code, body) = answer_within(ANSWER_WITHIN, fleet.http.get(&ready_url))
+                .await
+                .unwrap_or_else(|| panic!("Redis {how}: /readyz unanswered"));
+            assert_eq!(code, 503, "Redis {how}: {body}");
+            assert_eq!(body["redis"], false, "Redis {how}: {body}");
+            assert!(
+                body["reasons"].to_string().contains("Redis"),
+                "Redis {how}: {body}"
+            );
+        }
+        proxy.restore();
+        tests::eventually(Duration::from_secs(20), "the job API back", || {
+            let req = fleet.http.get(&job_url);
+            async move {
+                answer_within(ANSWER_WITHIN, req)
+                    .await
+                    .filter(|(code, _)| *code == 200)
+            }
+        })
+        .await;
+    }
+    fleet.cleanup().await;
+}
+
+/// While RabbitMQ is away, the dispatcher's and a worker's `/readyz` answer 503 with the
+/// reason within a bound (they used to wait behind the lock a reconnect held through its
+/// whole backoff), and a submit is refused at once instead of waiting for the broker. After
+/// an outage long enough for the reconnect waits to reach their cap, both are ready again
+/// within that cap (10 s, jitter included; waits of 12–20 s were seen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_answers_while_rabbitmq_is_away_and_returns_within_the_reconnect_cap() {
+    let proxy = Proxy::start("127.0.0.1:5672").await;
+    let amqp_url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let mut fleet = Fleet::new(|c| c.connections.amqp_url = amqp_url).await;
+    fleet.start_dispatcher().await;
+    let health = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let worker_ready = format!("http://{}/readyz", health.local_addr().unwrap());
+    let b = Backends::Synthetic { scale: 1.0 };
+    fleet
+        .start_worker_with_health(StageClass::Cpu, "cpu-1", b, Some(health))
+        .await;
+    let dispatcher_ready = format!("{}/readyz", fleet.base_url());
+    let ready = |url: &str| {
+        let req = fleet.http.get(url);
+        async move {
+            answer_within(ANSWER_WITHIN, req)
+                .await
+                .filter(|(code, _)| *code == 200)
+        }
+    };
+    for url in [&dispatcher_ready, &worker_ready] {
+        tests::eventually(Duration::from_secs(20), url, || ready(url)).await;
+    }
+
+    proxy.cut();
+    for url in [&dispatcher_ready, &worker_ready] {
+        tests::eventually(Duration::from_secs(10), "the outage to show", || {
+            let req = fleet.http.get(url.as_str());
+            async move {
+                answer_within(ANSWER_WITHIN, req)
+                    .await
+                    .filter(|(code, _)| *code == 503)
+            }
+        })
+        .await;
+    }
+    let since = std::time::Instant::now();
+    // Long enough for the reconnect waits to grow to their cap (0.2 s doubling to 5–10 s).
+    while since.elapsed() < Duration::from_secs(20) {
+        for url in [&dispatcher_ready, &worker_ready] {
+            let (code, body) = answer_within(ANSWER_WITHIN, fleet.http.get(url.as_str()))
+                .await
+                .unwrap_or_else(|| panic!("{url} unanswered while RabbitMQ is away"));
+            assert_eq!(code, 503, "{url}: {body}");
+            assert_eq!(body["amqp"], false, "{url}: {body}");
+            assert!(
+                body["reasons"].to_string().contains("RabbitMQ"),
+                "{url}: {body}"
+            );
+        }
+        let submit = fleet
+            .http
+            .post(format!("{}/v1/jobs", fleet.base_url()))
+            .json(&json!({"video": "/v/a.mp4"}));
+        let (code, body) = answer_within(ANSWER_WITHIN, submit)
+            .await
+            .expect("a submit answered while RabbitMQ is away");
+        assert_eq!(code, 503, "{body}");
+        assert!(body["error"].to_string().contains("RabbitMQ"), "{body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    proxy.restore();
+    // The cap, plus a connection's handshake and topology declaration.
+    let back = Duration::from_secs(13);
+    for url in [&dispatcher_ready, &worker_ready] {
+        tests::eventually(back, url, || ready(url)).await;
+    }
+    let id = fleet.submit(json!({"video": "/v/after.mp4"})).await;
+    assert!(fleet.job(&id).await.is_some());
+    fleet.cleanup().await;
+}
