@@ -104,7 +104,8 @@ pub struct Readiness {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_lost_at_ms: Option<u64>,
     /// What is not ready and why (empty when ready), e.g. how long RabbitMQ has been away
-    /// and what the last attempt to reach it said.
+    /// and what the last attempt to reach it said. Only with the operator's token, when one
+    /// is configured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
 }

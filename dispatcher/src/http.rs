@@ -151,18 +151,23 @@ async fn healthz() -> &'static str {
     (status = 200, description = "both reachable", body = Readiness),
     (status = 503, description = "one is not", body = Readiness),
 ))]
-async fn ready(State(core): State<Arc<Core>>) -> Response {
+async fn ready(State(core): State<Arc<Core>>, headers: HeaderMap) -> Response {
     // Neither check waits longer than PROBE_WITHIN, whatever is down.
     let redis_down = core.store.unavailable_within(PROBE_WITHIN).await;
     let amqp_down = core.broker.unavailable();
     let (redis, amqp) = (redis_down.is_none(), amqp_down.is_none());
-    let reasons: Vec<String> = [redis_down, amqp_down].into_iter().flatten().collect();
-    let code = if reasons.is_empty() {
+    let mut reasons: Vec<String> = [redis_down, amqp_down].into_iter().flatten().collect();
+    let code = if redis && amqp {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let state_lost_at_ms = core.epoch.lost_at_ms();
+    // The probe is open; the errors behind it (addresses, the services' own words) are the
+    // operator's, as on the workers.
+    if !bearer_ok(&core, &headers) {
+        reasons.clear();
+    }
     (
         code,
         Json(Readiness {
