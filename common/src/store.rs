@@ -7,9 +7,10 @@
 //! - `{p}:job:{id}:released` set: analyzers whose task was published to a stage queue
 //! - `{p}:idem:{sha256}`     string: job id of an idempotency key; the digest is of the
 //!   submitting client and the key, so clients cannot see or take each other's keys
-//! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs)
+//! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs); every job
+//!   creation renews its TTL and drops entries older than the TTL
 //!
-//! Every key carries the result TTL.
+//! Every key carries the result TTL (the epoch twice it, worker registrations their own).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -120,6 +121,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[3])
+-- The recent-jobs index lives as long as its newest job and holds no job older than the TTL.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[1]) * 1000))
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 "#;
 

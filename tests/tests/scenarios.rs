@@ -12,4 +12,5 @@ mod scenarios {
     mod real_media;
     mod registration;
     mod security;
+    mod storage;
 }
