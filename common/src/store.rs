@@ -20,6 +20,9 @@ use redis::aio::ConnectionManager;
 
 use crate::message::{JobStatus, Outcome, PlannedTask};
 
+mod view;
+pub use view::{FinalStatus, JobView};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
