@@ -289,11 +289,28 @@ async fn redis_traffic(
     let result = async {
         let mut rows = Vec::new();
         for shape in [Shape { per_job: ANALYZERS }, Shape { per_job: 1 }] {
-            let tag = if shape.per_job == 1 { "single" } else { "multi" };
-            drive(&h, &format!("{tag}-tapwarm"), shape, WARMUP_TASKS.div_ceil(shape.per_job), None)
-                .await?;
+            let tag = if shape.per_job == 1 {
+                "single"
+            } else {
+                "multi"
+            };
+            drive(
+                &h,
+                &format!("{tag}-tapwarm"),
+                shape,
+                WARMUP_TASKS.div_ceil(shape.per_job),
+                None,
+            )
+            .await?;
             let before = tap.snapshot();
-            let run = drive(&h, &format!("{tag}-tap"), shape, tasks / shape.per_job, None).await?;
+            let run = drive(
+                &h,
+                &format!("{tag}-tap"),
+                shape,
+                tasks / shape.per_job,
+                None,
+            )
+            .await?;
             let t = tap.snapshot().since(&before);
             eprintln!(
                 "overhead: {} Redis traffic {:.2} commands/task",
