@@ -79,6 +79,22 @@ impl Harness {
         classes: &[StageClass],
         scale: f64,
     ) -> anyhow::Result<Harness> {
+        Self::start_with_fleet_redis(config, classes, scale, None).await
+    }
+
+    /// As [`Harness::start`], with the dispatcher and workers (not the harness' own reads)
+    /// reaching Redis at `fleet_redis` when given (the overhead benchmark's counting tap).
+    pub async fn start_with_fleet_redis(
+        config: FleetConfig,
+        classes: &[StageClass],
+        scale: f64,
+        fleet_redis: Option<String>,
+    ) -> anyhow::Result<Harness> {
+        let mut fleet_config = config.clone();
+        if let Some(url) = fleet_redis {
+            fleet_config.connections.redis_url = url;
+        }
+        let fleet_config = Arc::new(fleet_config);
         let config = Arc::new(config);
         let c = &config.connections;
         let topology = Topology::new(&c.prefix);
@@ -149,7 +165,7 @@ impl Harness {
         let mut tasks = Vec::new();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         tasks.push(tokio::spawn(dispatcher::run(
-            config.clone(),
+            fleet_config.clone(),
             listener,
             shutdown.clone(),
         )));
@@ -161,7 +177,7 @@ impl Harness {
                 gpu: None,
             };
             tasks.push(tokio::spawn(worker::run(
-                config.clone(),
+                fleet_config.clone(),
                 opts,
                 None,
                 None,

@@ -20,8 +20,10 @@ use crate::harness::{self, Harness};
 use crate::report;
 
 mod raw;
+mod tap;
 
 use raw::{CpuUse, RawRun, raw_loop};
+use tap::{RedisTap, Traffic};
 
 /// Confirms a submitting driver keeps outstanding while it floods the intake.
 const SUBMIT_WINDOW: usize = 512;
@@ -51,6 +53,10 @@ pub struct OverheadArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "overhead")]
     pub section: String,
+    /// Tasks per shape of the Redis traffic count (a separate, untimed pass through a
+    /// counting tap in front of Redis).
+    #[arg(long, default_value_t = 2_000)]
+    pub traffic_tasks: usize,
 }
 
 /// The no-op workload: `noop01..noop20` on the CPU stage, each holding its slot for 0 s.
@@ -216,7 +222,7 @@ pub async fn run(args: OverheadArgs) -> anyhow::Result<()> {
         serial.msgs as f64 / serial.secs
     );
 
-    let h = Harness::start(config, &[StageClass::Cpu], 1.0).await?;
+    let h = Harness::start(config.clone(), &[StageClass::Cpu], 1.0).await?;
     let result = async {
         let mut rows = Vec::new();
         for shape in [Shape { per_job: ANALYZERS }, Shape { per_job: 1 }] {
@@ -261,12 +267,91 @@ pub async fn run(args: OverheadArgs) -> anyhow::Result<()> {
     .await;
     h.stop(false).await?;
     let rows = result?;
+    let traffic = redis_traffic(config, args.traffic_tasks.max(ANALYZERS)).await?;
 
-    let body = render(&args, &raw, &serial, &rows, &load_before);
+    let mut body = render(&args, &raw, &serial, &rows, &load_before);
+    body += &render_traffic(&traffic);
     print!("{body}");
     report::write_section(&args.out, &args.section, &body)?;
     eprintln!("overhead: wrote {}", args.out.display());
     Ok(())
+}
+
+/// Redis commands and bytes per task, per shape: the fleet reaches Redis through a counting
+/// tap (a separate harness, so the timed runs pay no extra hop).
+async fn redis_traffic(
+    config: common::config::FleetConfig,
+    tasks: usize,
+) -> anyhow::Result<Vec<(Shape, usize, Traffic)>> {
+    let tap = RedisTap::start(&config.connections.redis_url).await?;
+    let h = Harness::start_with_fleet_redis(config, &[StageClass::Cpu], 1.0, Some(tap.url.clone()))
+        .await?;
+    let result = async {
+        let mut rows = Vec::new();
+        for shape in [Shape { per_job: ANALYZERS }, Shape { per_job: 1 }] {
+            let tag = if shape.per_job == 1 {
+                "single"
+            } else {
+                "multi"
+            };
+            drive(
+                &h,
+                &format!("{tag}-tapwarm"),
+                shape,
+                WARMUP_TASKS.div_ceil(shape.per_job),
+                None,
+            )
+            .await?;
+            let before = tap.snapshot();
+            let run = drive(
+                &h,
+                &format!("{tag}-tap"),
+                shape,
+                tasks / shape.per_job,
+                None,
+            )
+            .await?;
+            let t = tap.snapshot().since(&before);
+            eprintln!(
+                "overhead: {} Redis traffic {:.2} commands/task",
+                shape.label(run.tasks),
+                t.total_commands() as f64 / run.tasks as f64
+            );
+            rows.push((shape, run.tasks, t));
+        }
+        anyhow::Ok(rows)
+    }
+    .await;
+    h.stop(false).await?;
+    result
+}
+
+fn render_traffic(rows: &[(Shape, usize, Traffic)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n| Redis traffic of the fleet (dispatcher + worker), all submitted at once | tasks | commands per task | bytes to Redis per task | bytes from Redis per task | commands per task by name |\n|---|---:|---:|---:|---:|---|"
+    );
+    for (shape, tasks, t) in rows {
+        let n = *tasks as f64;
+        let mut by: Vec<(&String, &u64)> = t.commands.iter().collect();
+        by.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let by: Vec<String> = by
+            .iter()
+            .filter(|(_, c)| **c as f64 / n >= 0.005)
+            .map(|(k, c)| format!("{k} {:.2}", **c as f64 / n))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | {tasks} | {:.2} | {:.0} | {:.0} | {} |",
+            shape.label(*tasks),
+            t.total_commands() as f64 / n,
+            t.to_redis as f64 / n,
+            t.from_redis as f64 / n,
+            by.join(", ")
+        );
+    }
+    s
 }
 
 fn render(

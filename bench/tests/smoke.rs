@@ -71,6 +71,7 @@ async fn overhead_measures_both_shapes_and_the_raw_loop() {
         raw_prefetch: 8,
         out: out.clone(),
         section: "overhead".into(),
+        traffic_tasks: 40,
     };
     overhead::run(args).await.expect("overhead benchmark runs");
     let report = std::fs::read_to_string(&out).unwrap();
@@ -79,6 +80,9 @@ async fn overhead_measures_both_shapes_and_the_raw_loop() {
         "| 2 jobs × 20 | all submitted at once",
         "| 40 jobs × 1 | open loop",
         "p99 at 50 % of peak",
+        "| Redis traffic of the fleet",
+        "| 2 jobs × 20 | 40 |",
+        "EVALSHA",
     ] {
         assert!(report.contains(needle), "{needle:?} missing from\n{report}");
     }

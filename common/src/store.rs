@@ -7,10 +7,12 @@
 //! - `{p}:job:{id}:released` set: analyzers whose task was published to a stage queue
 //! - `{p}:idem:{sha256}`     string: job id of an idempotency key; the digest is of the
 //!   submitting client and the key, so clients cannot see or take each other's keys
-//! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs)
+//! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs); every job
+//!   creation renews its TTL and drops entries older than the TTL
 //!
-//! Every key carries the result TTL. Every command answers or fails within
-//! [`crate::redis_conn::COMMAND_WITHIN`], also while Redis is away.
+//! Every key carries the result TTL (the epoch twice it, worker registrations their own).
+//! Every command answers or fails within [`crate::redis_conn::COMMAND_WITHIN`], also while
+//! Redis is away.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -19,6 +21,9 @@ use redis::AsyncCommands;
 
 use crate::message::{JobStatus, Outcome, PlannedTask};
 use crate::redis_conn::Bounded;
+
+mod view;
+pub use view::{FinalStatus, JobView};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -121,6 +126,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[3])
+-- The recent-jobs index lives as long as its newest job and holds no job older than the TTL.
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[2]) - tonumber(ARGV[1]) * 1000))
+redis.call('EXPIRE', KEYS[2], ARGV[1])
 return 1
 "#;
 

@@ -6,7 +6,7 @@
 //! is published *before* it is marked released: a crash in between republishes it, and the
 //! worker's "already final" check makes the duplicate harmless.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use common::message::{
     TaskMessage,
 };
 use common::metrics::Metrics;
-use common::store::{JobMeta, StoreError};
+use common::store::{FinalStatus, JobMeta, JobView, StoreError};
 use common::telemetry::TraceContext;
 use common::text::escaped;
 use common::topology::{EVENT_CANCELLED, EVENT_COMPLETED};
@@ -27,6 +27,8 @@ use common::{Store, now_ms};
 use lapin::types::FieldTable;
 use tokio::sync::Mutex;
 use tracing::Instrument;
+
+use crate::plans::{JobPlan, PlanCache};
 
 /// Worker name written into outcomes the dispatcher decides itself.
 pub const DISPATCHER: &str = "dispatcher";
@@ -121,6 +123,8 @@ pub struct Core {
     /// Serialises `advance` per job inside this process (striped by job id); across
     /// replicas the idempotent steps make races harmless.
     locks: Vec<Mutex<()>>,
+    /// Plans of recent jobs (immutable after intake), so a notice parses nothing.
+    plans: PlanCache,
 }
 
 impl Core {
@@ -140,6 +144,7 @@ impl Core {
             work_cancel,
             epoch: Default::default(),
             locks,
+            plans: PlanCache::default(),
         }
     }
 
@@ -235,9 +240,13 @@ impl Core {
         if created {
             self.metrics.jobs_submitted.inc();
             tracing::info!(job_id, analyzers = meta.total, video = %escaped(&meta.video), "job accepted");
+            // Just created: no outcome and nothing released yet, so nothing to read back.
+            self.plans.insert(Arc::new(JobPlan::of(&meta)));
+            self.step(&job_id, Start::Fresh).await?;
+        } else {
+            // An existing job: a crash during the first intake may have left tasks unpublished.
+            self.advance(&job_id).await?;
         }
-        // Also for an existing job: a crash during the first intake may have left tasks unpublished.
-        self.advance(&job_id).await?;
         Ok(Submitted { job_id, created })
     }
 
@@ -265,85 +274,210 @@ impl Core {
         }
     }
 
-    /// Brings a job forward from what Redis says: skip dependents of failed hard
-    /// dependencies, publish tasks whose dependencies are all final, complete the job.
+    /// Brings a job forward from what Redis says about all of it: skip dependents of failed
+    /// hard dependencies, publish tasks whose dependencies are all final, complete the job.
     #[tracing::instrument(name = "advance", skip_all, fields(job.id = %job_id))]
     pub async fn advance(&self, job_id: &str) -> Result<(), AdvanceError> {
-        let _guard = self.lock_for(job_id).lock().await;
-        let Some(meta) = self.store.job(job_id).await? else {
-            tracing::warn!(job_id, "outcome for an unknown or expired job; ignored");
-            return Ok(());
-        };
-        let mut outcomes = self.store.outcomes(job_id).await?;
-        if meta.status == JobStatus::Cancelled {
-            return Ok(());
-        }
-        let released = self.store.released(job_id).await?;
-        let trace = job_trace(&meta);
+        self.step(job_id, Start::All).await
+    }
 
-        // Skips can make further tasks final or ready, so iterate to a fixed point.
-        let mut to_publish: Vec<&PlannedTask> = Vec::new();
+    /// As [`Core::advance`] after `analyzer`'s outcome became final, looking only at what
+    /// waits for it (and, through outcomes that are final already, at what waits for those).
+    #[tracing::instrument(name = "advance", skip_all, fields(job.id = %job_id))]
+    pub async fn advance_after(&self, job_id: &str, analyzer: &str) -> Result<(), AdvanceError> {
+        self.step(job_id, Start::After(analyzer)).await
+    }
+
+    /// The job's plan: from the cache, else from its record (then cached).
+    async fn plan_of(&self, job_id: &str) -> Result<Option<Arc<JobPlan>>, StoreError> {
+        if let Some(p) = self.plans.get(job_id) {
+            return Ok(Some(p));
+        }
+        let Some(meta) = self.store.job(job_id).await? else {
+            return Ok(None);
+        };
+        let plan = Arc::new(JobPlan::of(&meta));
+        self.plans.insert(plan.clone());
+        Ok(Some(plan))
+    }
+
+    async fn step(&self, job_id: &str, start: Start<'_>) -> Result<(), AdvanceError> {
+        let _guard = self.lock_for(job_id).lock().await;
+        let mut reloaded = false;
         loop {
-            let mut changed = false;
-            for task in &meta.plan {
-                if outcomes.contains_key(&task.analyzer) {
-                    continue;
-                }
-                let broken = task.needs.iter().find_map(|d| {
-                    outcomes
-                        .get(d)
-                        .filter(|o| o.status != OutcomeStatus::Ok)
-                        .map(|o| (d, o))
-                });
-                if let Some((dep, o)) = broken {
-                    let why = o
-                        .error
-                        .clone()
-                        .unwrap_or_else(|| o.status.as_str().to_string());
-                    let outcome = decided(
-                        OutcomeStatus::Skipped,
-                        format!("dependency {dep} {}: {why}", o.status.as_str()),
-                        &task.stage,
-                    );
-                    self.store
-                        .put_outcome(job_id, &task.analyzer, &outcome)
-                        .await?;
-                    outcomes.insert(task.analyzer.clone(), outcome);
-                    changed = true;
-                    continue;
-                }
-                let ready = task
-                    .needs
-                    .iter()
-                    .chain(&task.uses)
-                    .all(|d| outcomes.contains_key(d));
-                if ready
-                    && !released.contains(&task.analyzer)
-                    && !to_publish.iter().any(|t| t.analyzer == task.analyzer)
-                {
-                    to_publish.push(task);
+            let Some(plan) = self.plan_of(job_id).await? else {
+                tracing::warn!(job_id, "outcome for an unknown or expired job; ignored");
+                return Ok(());
+            };
+            if plan.is_done() {
+                return Ok(());
+            }
+            let first: Vec<usize> = match start {
+                Start::After(a) => match plan.index_of(a) {
+                    Some(i) => vec![i],
+                    None => (0..plan.len()).collect(),
+                },
+                Start::All | Start::Fresh => (0..plan.len()).collect(),
+            };
+            if let Start::Fresh = start {
+                let view = JobView {
+                    status: JobStatus::Queued,
+                    created_at_ms: plan.created_at_ms,
+                    outcomes: 0,
+                    tasks: vec![(None, false); plan.len()],
+                    complete: plan.is_empty().then(BTreeMap::new),
+                };
+                return self.walk(&plan, view, &first, first.clone()).await;
+            }
+            // What the first look needs: the start, what waits for it, and what that waits for.
+            let mut asked = vec![false; plan.len()];
+            for &i in &first {
+                asked[i] = true;
+                for &d in plan.dependents(i) {
+                    asked[d] = true;
+                    for &dd in plan.deps(d) {
+                        asked[dd] = true;
+                    }
                 }
             }
-            if !changed {
-                break;
+            let asked: Vec<usize> = (0..plan.len()).filter(|&i| asked[i]).collect();
+            let names: Vec<&str> = asked
+                .iter()
+                .map(|&i| plan.tasks[i].analyzer.as_str())
+                .collect();
+            let Some(view) = self
+                .store
+                .job_view(job_id, &names, plan.len(), now_ms())
+                .await?
+            else {
+                self.plans.remove(job_id);
+                tracing::warn!(job_id, "outcome for an unknown or expired job; ignored");
+                return Ok(());
+            };
+            if view.created_at_ms != plan.created_at_ms && !reloaded {
+                // Another job under the same id (the first expired): its own plan.
+                self.plans.remove(job_id);
+                reloaded = true;
+                continue;
+            }
+            return self.walk(&plan, view, &asked, first).await;
+        }
+    }
+
+    /// From `first`, over the dependency graph: a task whose outcome is final passes the walk
+    /// on to its dependents; one with a failed hard dependency is skipped (and passes it on);
+    /// one whose dependencies are all final is published unless it was. Then the job
+    /// completes if every analyzer has an outcome.
+    async fn walk(
+        &self,
+        plan: &JobPlan,
+        mut view: JobView,
+        asked: &[usize],
+        first: Vec<usize>,
+    ) -> Result<(), AdvanceError> {
+        if view.status.is_final() {
+            plan.mark_done();
+            return Ok(());
+        }
+        let mut known: Vec<Option<(Option<OutcomeStatus>, bool)>> = vec![None; plan.len()];
+        for (&i, t) in asked.iter().zip(std::mem::take(&mut view.tasks)) {
+            known[i] = Some(t);
+        }
+        let mut queue: VecDeque<usize> = first.into();
+        let mut passed_on = vec![false; plan.len()];
+        let mut to_publish: Vec<usize> = Vec::new();
+        let mut wrote = false;
+        while let Some(i) = queue.pop_front() {
+            let missing: Vec<usize> = std::iter::once(i)
+                .chain(plan.deps(i).iter().copied())
+                .filter(|&j| known[j].is_none())
+                .collect();
+            if !missing.is_empty() {
+                let names: Vec<&str> = missing
+                    .iter()
+                    .map(|&j| plan.tasks[j].analyzer.as_str())
+                    .collect();
+                let Some(more) = self
+                    .store
+                    .job_view(&plan.id, &names, usize::MAX, now_ms())
+                    .await?
+                else {
+                    return Ok(());
+                };
+                for (&j, t) in missing.iter().zip(more.tasks) {
+                    known[j] = Some(t);
+                }
+            }
+            let Some((status, released)) = known[i] else {
+                continue;
+            };
+            if status.is_some() {
+                if !passed_on[i] {
+                    passed_on[i] = true;
+                    queue.extend(plan.dependents(i));
+                }
+                continue;
+            }
+            let broken = plan
+                .needs(i)
+                .find(|&d| matches!(known[d], Some((Some(s), _)) if s != OutcomeStatus::Ok));
+            if let Some(d) = broken {
+                let task = &plan.tasks[i];
+                let dep = &plan.tasks[d].analyzer;
+                // The reason names the dependency's error: read it (a rare path).
+                let (dep_status, why) = match self.store.outcome(&plan.id, dep).await? {
+                    Some(o) => (
+                        o.status,
+                        o.error.unwrap_or_else(|| o.status.as_str().into()),
+                    ),
+                    None => (OutcomeStatus::Failed, "failed".into()),
+                };
+                let outcome = decided(
+                    OutcomeStatus::Skipped,
+                    format!("dependency {dep} {}: {why}", dep_status.as_str()),
+                    &task.stage,
+                );
+                let stored = self
+                    .store
+                    .put_outcome(&plan.id, &task.analyzer, &outcome)
+                    .await?;
+                wrote = true;
+                // Stored: skipped. Not stored: another outcome won; read which.
+                known[i] = stored.then_some((Some(OutcomeStatus::Skipped), released));
+                queue.push_back(i);
+                continue;
+            }
+            let ready = plan
+                .deps(i)
+                .iter()
+                .all(|&d| matches!(known[d], Some((Some(_), _))));
+            if ready && !released && !to_publish.contains(&i) {
+                to_publish.push(i);
             }
         }
+        let trace = plan.trace();
         // Confirms are awaited together: one broker round trip for the batch, not one per task.
         futures::future::try_join_all(
             to_publish
                 .iter()
-                .map(|t| self.publish_task(&meta, t, &trace)),
+                .map(|&i| self.publish_task(plan, &plan.tasks[i], &trace)),
         )
         .await?;
-        let names: Vec<String> = to_publish.iter().map(|t| t.analyzer.clone()).collect();
-        self.store.mark_released(job_id, &names).await?;
+        let names: Vec<String> = to_publish
+            .iter()
+            .map(|&i| plan.tasks[i].analyzer.clone())
+            .collect();
+        self.store.mark_released(&plan.id, &names).await?;
 
-        if outcomes.len() >= meta.plan.len() && !meta.status.is_final() {
-            self.finish(&meta, &outcomes, JobStatus::Completed).await?;
-        } else if meta.status == JobStatus::Queued && !outcomes.is_empty() {
-            self.store
-                .set_status(job_id, JobStatus::Running, now_ms())
-                .await?;
+        let statuses = match view.complete.take() {
+            Some(s) if !wrote => Some(s),
+            _ if wrote => Some(self.store.outcome_statuses(&plan.id).await?),
+            _ => None,
+        };
+        if let Some(s) = statuses
+            && plan.tasks.iter().all(|t| s.contains_key(&t.analyzer))
+        {
+            self.finish(plan, &s, JobStatus::Completed).await?;
         }
         Ok(())
     }
@@ -351,25 +485,25 @@ impl Core {
     #[tracing::instrument(
         name = "publish",
         skip_all,
-        fields(otel.kind = "producer", job.id = %meta.id, analyzer = %task.analyzer, stage = %task.stage)
+        fields(otel.kind = "producer", job.id = %plan.id, analyzer = %task.analyzer, stage = %task.stage)
     )]
     async fn publish_task(
         &self,
-        meta: &JobMeta,
+        plan: &JobPlan,
         task: &PlannedTask,
         trace: &TraceContext,
     ) -> Result<(), AdvanceError> {
         let msg = TaskMessage {
             v: SCHEMA_VERSION,
-            job_id: meta.id.clone(),
+            job_id: plan.id.clone(),
             analyzer: task.analyzer.clone(),
             stage: task.stage.clone(),
-            video: meta.video.clone(),
+            video: plan.video.clone(),
             inputs: task.needs.iter().chain(&task.uses).cloned().collect(),
             published_at_ms: now_ms(),
         };
         let body = codec::encode(&msg).map_err(|e| StoreError::Corrupt {
-            key: meta.id.clone(),
+            key: plan.id.clone(),
             reason: e.to_string(),
         })?;
         let mut headers = FieldTable::default();
@@ -377,27 +511,28 @@ impl Core {
             .or(trace.clone())
             .inject(&mut headers);
         let props = persistent(MSGPACK, headers)
-            .with_message_id(format!("{}/{}", meta.id, task.analyzer).into());
+            .with_message_id(format!("{}/{}", plan.id, task.analyzer).into());
         let queue = self.broker.topology().stage_queue(&task.stage);
         self.broker.publish("", &queue, &body, props).await?;
-        tracing::debug!(job_id = %meta.id, analyzer = %task.analyzer, %queue, "task published");
+        tracing::debug!(job_id = %plan.id, analyzer = %task.analyzer, %queue, "task published");
         Ok(())
     }
 
     /// Publishes the job's event, then records the final status (a crash in between
     /// republishes the event: events are at-least-once).
-    #[tracing::instrument(name = "complete", skip_all, fields(job.id = %meta.id, outcome = status.as_str()))]
+    #[tracing::instrument(name = "complete", skip_all, fields(job.id = %plan.id, outcome = status.as_str()))]
     async fn finish(
         &self,
-        meta: &JobMeta,
-        outcomes: &BTreeMap<String, Outcome>,
+        plan: &JobPlan,
+        outcomes: &BTreeMap<String, FinalStatus>,
         status: JobStatus,
     ) -> Result<(), AdvanceError> {
         let now = now_ms();
+        let planned = |k: &String| plan.index_of(k).is_some();
         let pick = |s: OutcomeStatus| -> BTreeMap<String, String> {
             outcomes
                 .iter()
-                .filter(|(_, o)| o.status == s)
+                .filter(|(k, o)| o.status == s && planned(k))
                 .map(|(k, o)| (k.clone(), o.error.clone().unwrap_or_default()))
                 .collect()
         };
@@ -408,12 +543,12 @@ impl Core {
         let event = JobEvent {
             v: SCHEMA_VERSION,
             event: event_name.into(),
-            job_id: meta.id.clone(),
+            job_id: plan.id.clone(),
             status,
-            total: meta.plan.len(),
+            total: plan.len(),
             ok: outcomes
-                .values()
-                .filter(|o| o.status == OutcomeStatus::Ok)
+                .iter()
+                .filter(|(k, o)| o.status == OutcomeStatus::Ok && planned(k))
                 .count(),
             failed: pick(OutcomeStatus::Failed),
             skipped: pick(OutcomeStatus::Skipped),
@@ -422,24 +557,25 @@ impl Core {
         let body = serde_json::to_vec(&event).unwrap_or_default();
         let mut headers = FieldTable::default();
         TraceContext::current()
-            .or(job_trace(meta))
+            .or(plan.trace())
             .inject(&mut headers);
         let props =
-            persistent(JSON, headers).with_message_id(format!("{}/{}", meta.id, event_name).into());
+            persistent(JSON, headers).with_message_id(format!("{}/{}", plan.id, event_name).into());
         let exchange = self.broker.topology().events();
         match self.broker.publish(&exchange, key, &body, props).await {
             // Nobody subscribed to events: nothing to deliver, the job still completes.
             Ok(()) | Err(BrokerError::Unroutable(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        self.store.set_status(&meta.id, status, now).await?;
+        self.store.set_status(&plan.id, status, now).await?;
+        plan.mark_done();
         if status == JobStatus::Completed {
             self.metrics.jobs_completed.inc();
             self.metrics
                 .job_latency
-                .observe(now.saturating_sub(meta.created_at_ms) as f64 / 1000.0);
+                .observe(now.saturating_sub(plan.created_at_ms) as f64 / 1000.0);
         }
-        tracing::info!(job_id = %meta.id, status = status.as_str(), ok = event.ok, failed = event.failed.len(), skipped = event.skipped.len(), "job finished");
+        tracing::info!(job_id = %plan.id, status = status.as_str(), ok = event.ok, failed = event.failed.len(), skipped = event.skipped.len(), "job finished");
         Ok(())
     }
 
@@ -457,15 +593,19 @@ impl Core {
         let span = tracing::info_span!("cancel", job.id = %job_id);
         job_trace(&meta).set_as_parent(&span);
         async {
-            let mut outcomes = self.store.outcomes(job_id).await?;
+            let before = self.store.outcome_statuses(job_id).await?;
             for task in &meta.plan {
-                if !outcomes.contains_key(&task.analyzer) {
+                if !before.contains_key(&task.analyzer) {
                     let o = decided(OutcomeStatus::Skipped, "job cancelled".into(), &task.stage);
                     self.store.put_outcome(job_id, &task.analyzer, &o).await?;
                 }
             }
-            outcomes = self.store.outcomes(job_id).await?;
-            self.finish(&meta, &outcomes, JobStatus::Cancelled).await
+            let outcomes = self.store.outcome_statuses(job_id).await?;
+            let plan = match self.plans.get(job_id) {
+                Some(p) if p.created_at_ms == meta.created_at_ms => p,
+                _ => Arc::new(JobPlan::of(&meta)),
+            };
+            self.finish(&plan, &outcomes, JobStatus::Cancelled).await
         }
         .instrument(span)
         .await?;
@@ -474,6 +614,9 @@ impl Core {
 
     /// The job's root trace context (its intake span), for steps whose message carried none.
     pub async fn job_trace(&self, job_id: &str) -> TraceContext {
+        if let Some(p) = self.plans.get(job_id) {
+            return p.trace();
+        }
         match self.store.job(job_id).await {
             Ok(Some(meta)) => job_trace(&meta),
             _ => TraceContext::default(),
@@ -502,8 +645,19 @@ impl Core {
         {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, deliveries, "task dead-lettered; recorded as failed");
         }
-        self.advance(&task.job_id).await
+        self.advance_after(&task.job_id, &task.analyzer).await
     }
+}
+
+/// Where an advance starts looking.
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// Every task, as Redis says.
+    All,
+    /// Every task of a job this call just created (nothing to read back).
+    Fresh,
+    /// What waits for this analyzer, whose outcome just became final.
+    After(&'a str),
 }
 
 fn job_trace(meta: &JobMeta) -> TraceContext {

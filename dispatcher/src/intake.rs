@@ -132,9 +132,11 @@ pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
         .await
         .set_as_parent(&span);
     async {
-        if retrying(&core, || core.advance(&notice.job_id))
-            .await
-            .is_some()
+        if retrying(&core, || {
+            core.advance_after(&notice.job_id, &notice.analyzer)
+        })
+        .await
+        .is_some()
         {
             ack(d).await;
         }
@@ -174,7 +176,9 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
     if from_queue == topo.outcomes() {
         if let Ok(n) = codec::decode::<OutcomeNotice>(&d.data)
             && check_id("job_id", &n.job_id).is_ok()
-            && retrying(&core, || core.advance(&n.job_id)).await.is_none()
+            && retrying(&core, || core.advance_after(&n.job_id, &n.analyzer))
+                .await
+                .is_none()
         {
             return;
         }

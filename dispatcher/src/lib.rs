@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - `core`: the decisions (submit, advance, cancel, dead tasks); idempotent, driven from Redis.
+//! - `plans`: the bounded cache of job plans (immutable after intake) with their dependents.
 //! - `intake`: the AMQP consumers (`{p}.jobs`, `{p}.outcomes`, `{p}.dead`).
 //! - `http`: the HTTP API and health/metrics endpoints.
 //! - `openapi`: the OpenAPI 3.1 document of every route, generated from the handlers and types.
@@ -14,6 +15,7 @@ pub mod epoch;
 pub mod http;
 pub mod intake;
 pub mod openapi;
+pub mod plans;
 pub mod queues;
 pub mod ui;
 

@@ -13,4 +13,5 @@ mod scenarios {
     mod registration;
     mod security;
     mod soak;
+    mod storage;
 }

@@ -197,3 +197,70 @@ async fn two_cpu_workers_share_the_cpu_queue() {
     assert_eq!(workers.values().sum::<usize>(), 4 * CPU_ONLY.len());
     fleet.cleanup().await;
 }
+
+/// A dispatcher SIGKILLed while jobs with dependencies are in flight (between any two of its
+/// steps): a dispatcher started afterwards finishes every job from what Redis and the queues
+/// hold, and every analyzer has exactly one outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatcher_killed_mid_job_leaves_no_job_behind() {
+    let mut fleet = Fleet::new(|_| {}).await;
+    fleet.start_synthetic_workers(0.002).await;
+    let addr = free_addr();
+    let mut first = std::process::Command::new(tests::binary("dispatcher"))
+        .env("FLEET_CONFIG", tests::config_path())
+        .env("FLEET_PREFIX", &fleet.prefix)
+        .env("FLEET_LISTEN", &addr)
+        .env("RUST_LOG", "warn")
+        .env_remove("FLEET_API_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(tests::child_logs())
+        .spawn()
+        .unwrap();
+    let http = fleet.http.clone();
+    eventually(
+        Duration::from_secs(30),
+        "first dispatcher ready",
+        || async {
+            http.get(format!("http://{addr}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        },
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let r = http
+            .post(format!("http://{addr}/v1/jobs"))
+            .json(&json!({"video": format!("/v/k{i}.mp4")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let body: serde_json::Value = r.json().await.unwrap();
+        ids.push(body["job_id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.kill().unwrap();
+    let _ = first.wait();
+    let mut unfinished = 0;
+    for id in &ids {
+        let meta = fleet.job(id).await.expect("job recorded");
+        if meta.status != common::message::JobStatus::Completed {
+            unfinished += 1;
+        }
+    }
+    assert!(unfinished > 0, "the kill came after every job had finished");
+
+    fleet.start_dispatcher().await;
+    for id in &ids {
+        let outcomes = fleet.wait_completed(id, Duration::from_secs(90)).await;
+        assert_eq!(outcomes.len(), 22, "{id}: {:?}", outcomes.keys());
+        assert!(
+            outcomes.values().all(|o| o.status == OutcomeStatus::Ok),
+            "{id}: {outcomes:?}"
+        );
+    }
+    fleet.cleanup().await;
+}
