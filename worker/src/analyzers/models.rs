@@ -127,7 +127,9 @@ fn parse_kind(kind: Kind, p: &Params<'_>, params: &Value) -> Result<(), ModelErr
         .and_then(Value::as_str)
         .is_some_and(|m| !m.is_empty());
     match kind {
-        Kind::TextOverlay => drop(OcrParams::from_params(p)?),
+        Kind::TextOverlay => {
+            OcrParams::from_params(p)?;
+        }
         Kind::AgeEstimation | Kind::EyeTracking => {
             p.f32("min_face", MtcnnParams::default().min_face)?;
             if kind == Kind::EyeTracking {
@@ -139,16 +141,24 @@ fn parse_kind(kind: Kind, p: &Params<'_>, params: &Value) -> Result<(), ModelErr
         Kind::Detection | Kind::ProductDetection if operator_model => {
             YoloParams::from_params(p)?;
         }
-        Kind::Detection => drop(NanoDetParams::from_params(p, None)?),
+        Kind::Detection => {
+            NanoDetParams::from_params(p, None)?;
+        }
         Kind::ProductDetection => {
             NanoDetParams::from_params(p, Some(&nanodet::PRODUCT_CLASSES[..]))?;
         }
-        Kind::Segmentation if operator_model => drop(SegParams::from_params(p)?),
-        Kind::Segmentation => drop(SelfieParams::from_params(p)?),
+        Kind::Segmentation if operator_model => {
+            SegParams::from_params(p)?;
+        }
+        Kind::Segmentation => {
+            SelfieParams::from_params(p)?;
+        }
         // No model configured is a `skipped` result, not a bad config; labels are checked
         // once there is a model.
         Kind::SpeechEmotion if !operator_model => {}
-        Kind::SpeechEmotion => drop(EmotionParams::from_params(p)?),
+        Kind::SpeechEmotion => {
+            EmotionParams::from_params(p)?;
+        }
         Kind::SpeechRate | Kind::SpeechFlow => {
             VadParams::from_params(p)?;
             if kind == Kind::SpeechFlow {
