@@ -4,7 +4,7 @@
 //! Layout:
 //! - `model`: the slot model of a config: stage work, the pipelined bound, a FIFO simulation
 //!   of the fleet and of the seed's barrier schedule. Pure.
-//! - `planner`: `fleet plan` (`PlanArgs`, `run`): model, search, proposal writer.
+//! - the planner (`fleet plan`) is the `planner` crate; `fleet-bench plan` runs the same.
 //! - `harness` (feature `runner`): an in-process fleet under a unique prefix, driven over AMQP.
 //! - `seed`, `overhead` (feature `runner`): the two benchmarks; `plot` draws slot occupancy;
 //!   `report` writes their sections into docs/benchmarks.md.
@@ -14,7 +14,6 @@
 #![forbid(unsafe_code)]
 
 pub mod model;
-pub mod planner;
 
 #[cfg(feature = "runner")]
 pub mod harness;
@@ -27,5 +26,5 @@ pub mod report;
 #[cfg(feature = "runner")]
 pub mod seed;
 
-#[cfg(test)]
-mod fixtures;
+/// The planner moved to its own crate; `bench::planner` stays for the benchmark's CLI.
+pub use planner;

@@ -54,7 +54,7 @@ pub enum Command {
     /// Run a dispatcher and workers here as child processes until Ctrl-C/SIGTERM.
     Up(UpArgs),
     /// Propose stage assignment and concurrency within the GPU memory budget (stage planner).
-    Plan(bench::planner::PlanArgs),
+    Plan(planner::PlanArgs),
 }
 
 #[derive(Debug, ClapArgs)]

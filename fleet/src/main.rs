@@ -57,7 +57,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Plan(mut a) => {
             // `fleet` owns the global --config; hand it to the planner.
             a.config = args.config.clone();
-            bench::planner::run(a).await
+            planner::run(a).await
         }
     }
 }

@@ -184,18 +184,44 @@ fn overlap(a: (f64, f64), b: (f64, f64)) -> f64 {
     (a.1.min(b.1) - a.0.max(b.0)).max(0.0)
 }
 
+/// The cut times and shot count `cut_analysis` reported (its result JSON), if it has them.
+fn reported_cuts(cuts: &Value) -> Option<(Vec<f64>, usize)> {
+    let times = cuts
+        .get("cuts")?
+        .as_array()?
+        .iter()
+        .map(|c| c.get("time_s").and_then(Value::as_f64))
+        .collect::<Option<Vec<f64>>>()?;
+    let shots = cuts.get("shots")?.as_array()?.len();
+    Some((times, shots))
+}
+
+/// `cuts` is `cut_analysis`'s result (the job's dependency): its cuts are the pacing's, so the
+/// two analyzers never disagree about where the cuts are. Without it (run alone, or an
+/// unreadable result) the cuts are detected here with `cfg.cuts`, and `missing` says so.
 pub fn temporal_flow(
     frames: &Frames,
     audio: Option<&Audio>,
     transcript: Option<&Value>,
     ocr: Option<&Value>,
+    cuts: Option<&Value>,
     cfg: &FlowConfig,
 ) -> TemporalFlow {
+    // The change scores (visual activity) come from the frames either way.
     let stats = FrameStats::new(frames);
     let b = shots::detect(&stats, &frames.times, &cfg.cuts);
     let duration = frames_duration(frames);
-    let cut_times: Vec<f64> = b.cuts.iter().map(|c| frames.times[c.frame]).collect();
     let mut missing = Vec::new();
+    let (cut_times, shot_count) = match cuts.and_then(reported_cuts) {
+        Some(reported) => reported,
+        None => {
+            if cuts.is_some() {
+                missing.push("cut_analysis: result unreadable, cuts detected here".into());
+            }
+            let times = b.cuts.iter().map(|c| frames.times[c.frame]).collect();
+            (times, b.shots.len())
+        }
+    };
     let speech = speech(audio, transcript, &mut missing);
     let per_minute = |count: usize, span: f64| {
         if span > 0.0 {
@@ -296,7 +322,7 @@ pub fn temporal_flow(
         duration_s: duration,
         cut_count: cut_times.len(),
         cuts_per_minute: per_minute(cut_times.len(), duration),
-        average_shot_s: duration / b.shots.len().max(1) as f64,
+        average_shot_s: duration / shot_count.max(1) as f64,
         pace: Pace::of(per_minute(cut_times.len(), duration)),
         rate_curve,
         hook,

@@ -273,6 +273,7 @@ async fn pacing_counts_cuts_per_window() {
         None,
         None,
         None,
+        None,
         &FlowConfig::default(),
     );
     let per_window: Vec<usize> = r.rate_curve.iter().map(|w| w.cuts).collect();

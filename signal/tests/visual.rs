@@ -202,7 +202,7 @@ async fn temporal_flow_uses_what_is_present() {
         window_s: 2.5,
         ..FlowConfig::default()
     };
-    let result = temporal_flow(&f, None, Some(&transcript), None, &cfg);
+    let result = temporal_flow(&f, None, Some(&transcript), None, None, &cfg);
     assert_eq!(result.cut_count, 3);
     assert_eq!(result.hook.cuts, 2, "cuts at 1.2 and 2.2 s are in the hook");
     assert_eq!(result.speech.source, "transcript");
@@ -220,7 +220,7 @@ async fn temporal_flow_uses_what_is_present() {
     );
     assert_eq!(result.hook.text_on_screen, None);
 
-    let bare = temporal_flow(&f, None, None, None, &cfg);
+    let bare = temporal_flow(&f, None, None, None, None, &cfg);
     assert_eq!(bare.speech.source, "none");
     assert!(
         bare.missing
@@ -229,6 +229,25 @@ async fn temporal_flow_uses_what_is_present() {
     );
     assert!(bare.missing.iter().any(|m| m.starts_with("audio")));
     let ocr = json!({"texts": [{"text": "3 tricks", "first_s": 0.0, "last_s": 2.0}]});
-    let with_text = temporal_flow(&f, None, None, Some(&ocr), &cfg);
+    let with_text = temporal_flow(&f, None, None, Some(&ocr), None, &cfg);
     assert_eq!(with_text.hook.text_on_screen, Some(true));
+
+    // cut_analysis's cuts are the pacing's: one reported cut at 4 s (two shots) overrides the
+    // three cuts the frames show.
+    let reported = json!({"cuts": [{"time_s": 4.0, "confidence": 1.0, "score": 0.9}],
+                          "shots": [{"index": 0}, {"index": 1}]});
+    let from_dep = temporal_flow(&f, None, None, None, Some(&reported), &cfg);
+    assert_eq!(from_dep.cut_count, 1);
+    let per_window: Vec<usize> = from_dep.rate_curve.iter().map(|w| w.cuts).collect();
+    assert_eq!(per_window, [0, 1, 0]);
+    assert!(
+        !from_dep
+            .missing
+            .iter()
+            .any(|m| m.starts_with("cut_analysis"))
+    );
+    // An unreadable result: the cuts are detected here, and the result says so.
+    let broken = temporal_flow(&f, None, None, None, Some(&json!({"cuts": "?"})), &cfg);
+    assert_eq!(broken.cut_count, 3);
+    assert!(broken.missing.iter().any(|m| m.starts_with("cut_analysis")));
 }

@@ -106,4 +106,12 @@ pub trait Analyzer: Send + Sync + 'static {
     ) -> Option<media::FrameSpec> {
         None
     }
+
+    /// What is wrong with the analyzer's `params` table (wrong types, values out of range,
+    /// keys the analyzer does not know where its config says so), checked once when the
+    /// worker starts, so that a typo stops the start instead of failing every task. Model
+    /// files are not opened here: a missing model is a `skipped` result, not a bad config.
+    fn check_params(&self, _params: &serde_json::Value) -> Result<(), String> {
+        Ok(())
+    }
 }

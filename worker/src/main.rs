@@ -35,7 +35,8 @@ struct Args {
     #[arg(long)]
     allow_cpu_fallback: bool,
     /// SYNTHETIC analyzers for every analyzer (tests/benchmarks): hold each slot for
-    /// expected seconds x this factor. Without it, real analyzers run where they exist.
+    /// expected seconds x this factor. Without it, every enabled analyzer of the config must
+    /// have a real implementation (and accept its params), or the worker exits with 64.
     #[arg(long)]
     synthetic_scale: Option<f64>,
     /// Name in outcomes and on the broker connection (default: <class>@<host>:<pid>).
@@ -101,6 +102,23 @@ async fn main() -> ExitCode {
         };
         format!("{class}@{}:{}", dispatcher_host(), std::process::id())
     });
+    // A real worker refuses a config it cannot run as written: unknown analyzer names, bad
+    // params, a bad [media] section, all reported at once.
+    let mut problems = Vec::new();
+    if args.synthetic_scale.is_none() {
+        problems.extend(worker::analyzers::config_problems(&config));
+    }
+    if let Err(e) = worker::settings::media_config(&config, None) {
+        problems.push(e);
+    }
+    if !problems.is_empty() {
+        eprintln!(
+            "worker: bad configuration ({})\n  {}",
+            args.config.display(),
+            problems.join("\n  ")
+        );
+        return ExitCode::from(EXIT_CONFIG as u8);
+    }
     let backends = match args.synthetic_scale {
         Some(scale) => Backends::Synthetic { scale },
         None => Backends::Real {

@@ -1,5 +1,5 @@
 use super::*;
-use crate::fixtures::{seed_config, shipped_toml};
+use planner::fixtures::{seed_config, shipped_toml};
 
 fn seed() -> Workload {
     Workload::from_config(&seed_config())

@@ -203,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
             Some(&audio),
             Some(&transcript),
             None,
+            // Detecting the cuts itself (the fleet hands it cut_analysis's result instead):
+            // the upper bound of its cost.
+            None,
             &Default::default(),
         )
     })

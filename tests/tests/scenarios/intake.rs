@@ -217,3 +217,47 @@ fn a_bad_config_exits_64_naming_every_problem() {
         );
     }
 }
+
+#[test]
+fn a_real_worker_refuses_unknown_analyzers_and_bad_params_all_at_once() {
+    // The shipped config with a misspelt analyzer, a params typo, a params value of the wrong
+    // type and a bad [media] value.
+    let dir = std::env::temp_dir().join(format!("fleet-badparams-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fleet.toml");
+    let shipped = std::fs::read_to_string(tests::config_path()).unwrap();
+    assert!(shipped.contains("max_bytes = 500000000"));
+    let edited = shipped.replacen("max_bytes = 500000000", "max_bytes = -1", 1)
+        + "\n[analyzers.colour_analysis]\nstage = \"stage3\"\nexpected_secs = 1\n\
+           \n[analyzers.cut_analysis.params]\ntreshold = 0.3\n\
+           \n[analyzers.text_overlay.params]\nmax_side = \"big\"\n";
+    std::fs::write(&path, edited).unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(tests::binary("worker"))
+            .args(["--class", "cpu"])
+            .args(extra)
+            .env("FLEET_CONFIG", &path)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "analyzers.colour_analysis: no analyzer of that name",
+        "analyzers.cut_analysis.params",
+        "treshold",
+        "analyzers.text_overlay.params",
+        "max_side",
+        "media.max_bytes",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from: {err}");
+    }
+    // A synthetic fleet takes any name; the bad [media] value still stops it.
+    let out = run(&["--synthetic-scale", "0.01"]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("colour_analysis"), "{err}");
+    assert!(err.contains("media.max_bytes"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -86,6 +86,31 @@ impl Registry {
     }
 }
 
+/// What stops a worker with real analyzers from starting: every enabled analyzer of the config
+/// must have an implementation of that name (a misspelt name would otherwise run as a
+/// synthetic slot-holder in production), and every implementation must accept its `params`.
+/// All problems at once, one line each.
+pub fn config_problems(config: &FleetConfig) -> Vec<String> {
+    let mut reg = Registry::default();
+    register_real(&mut reg, config);
+    let mut problems = Vec::new();
+    for a in config.enabled_analyzers() {
+        match reg.get(&a.name) {
+            None => problems.push(format!(
+                "analyzers.{}: no analyzer of that name in this worker (known: {});                  misspelt, or run with --synthetic-scale for a synthetic fleet",
+                a.name,
+                reg.names().collect::<Vec<_>>().join(", ")
+            )),
+            Some(imp) => {
+                if let Err(e) = imp.check_params(&a.params) {
+                    problems.push(format!("analyzers.{}.params: {e}", a.name));
+                }
+            }
+        }
+    }
+    problems
+}
+
 fn register_real(reg: &mut Registry, config: &FleetConfig) {
     signal::register(reg);
     models::register(reg, config);

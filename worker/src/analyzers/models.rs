@@ -111,6 +111,65 @@ pub fn register(reg: &mut Registry, config: &FleetConfig) {
     );
 }
 
+/// Runs the parameter parsers a task of `kind` runs, without loading anything.
+fn check_kind(kind: Kind, params: &Value) -> Result<(), String> {
+    let p = Params::new("", params);
+    if let Some((fps, side)) = default_sampling(kind) {
+        frame_spec(&p, fps, side).map_err(|e| e.to_string())?;
+    }
+    // The errors name the analyzer first; the caller already does.
+    parse_kind(kind, &p, params).map_err(|e| e.to_string().trim_start_matches(": ").to_string())
+}
+
+fn parse_kind(kind: Kind, p: &Params<'_>, params: &Value) -> Result<(), ModelError> {
+    let operator_model = params
+        .get("model")
+        .and_then(Value::as_str)
+        .is_some_and(|m| !m.is_empty());
+    match kind {
+        Kind::TextOverlay => {
+            OcrParams::from_params(p)?;
+        }
+        Kind::AgeEstimation | Kind::EyeTracking => {
+            p.f32("min_face", MtcnnParams::default().min_face)?;
+            if kind == Kind::EyeTracking {
+                GazeParams::from_params(p)?;
+            } else {
+                p.usize("max_gap_frames", 1)?;
+            }
+        }
+        Kind::Detection | Kind::ProductDetection if operator_model => {
+            YoloParams::from_params(p)?;
+        }
+        Kind::Detection => {
+            NanoDetParams::from_params(p, None)?;
+        }
+        Kind::ProductDetection => {
+            NanoDetParams::from_params(p, Some(&nanodet::PRODUCT_CLASSES[..]))?;
+        }
+        Kind::Segmentation if operator_model => {
+            SegParams::from_params(p)?;
+        }
+        Kind::Segmentation => {
+            SelfieParams::from_params(p)?;
+        }
+        // No model configured is a `skipped` result, not a bad config; labels are checked
+        // once there is a model.
+        Kind::SpeechEmotion if !operator_model => {}
+        Kind::SpeechEmotion => {
+            EmotionParams::from_params(p)?;
+        }
+        Kind::SpeechRate | Kind::SpeechFlow => {
+            VadParams::from_params(p)?;
+            if kind == Kind::SpeechFlow {
+                p.f64("min_pause_s", speech::DEFAULT_MIN_PAUSE_S)?;
+                p.f64("long_pause_s", speech::DEFAULT_LONG_PAUSE_S)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn model_err(e: ModelError) -> AnalyzerError {
     classify(e.class(), e.to_string())
 }
@@ -182,6 +241,10 @@ impl Analyzer for OnnxAnalyzer {
         frame_spec(&Params::new("", params), fps, side).ok()
     }
 
+    fn check_params(&self, params: &Value) -> Result<(), String> {
+        check_kind(self.kind, params)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
         let params = ctx.params.clone();
         let name = ctx.analyzer.clone();
@@ -243,10 +306,9 @@ fn frames_job(
         Kind::TextOverlay => {
             let ocr = Ocr::load(reg)?;
             let out = ocr.run(frames, &OcrParams::from_params(&p)?)?;
-            Ok((
-                serde_json::to_value(&out).unwrap_or_default(),
-                ocr.provider(),
-            ))
+            let mut v = serde_json::to_value(&out).unwrap_or_default();
+            v["model"] = json!("PP-OCRv6 small det + rec, PP-OCR mobile v2.0 cls");
+            Ok((v, ocr.provider()))
         }
         Kind::AgeEstimation => {
             let ag = AgeGender::load(reg)?;
@@ -257,8 +319,10 @@ fn frames_job(
                 .map(|o| o.frame)
                 .collect::<std::collections::BTreeSet<_>>()
                 .len();
-            let v =
-                json!({ "faces": tracks, "frames": frames.len(), "frames_with_faces": with_faces });
+            let v = json!({
+                "faces": tracks, "frames": frames.len(), "frames_with_faces": with_faces,
+                "model": "mtcnn + agegender age-v1, gender-v1",
+            });
             Ok((v, ag.provider()))
         }
         Kind::EyeTracking => {
@@ -394,6 +458,8 @@ fn audio_job(
         }
         v
     };
+    let mut v = v;
+    v["model"] = json!("silero-vad 6.2.3");
     Ok((v, vad.provider()))
 }
 

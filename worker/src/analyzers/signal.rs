@@ -20,6 +20,8 @@ use crate::analyzers::Registry;
 /// Names of the model analyzers whose output some signal analyzers use when present.
 const TRANSCRIPT: &str = "speech_transcription";
 const ON_SCREEN_TEXT: &str = "text_overlay";
+/// `temporal_flow` needs it: the pacing uses the cuts `cut_analysis` reported.
+const CUTS: &str = "cut_analysis";
 
 pub fn register(reg: &mut Registry) {
     use signal::specs;
@@ -62,6 +64,17 @@ fn params<C: DeserializeOwned + Default>(ctx: &TaskContext) -> Result<C, Analyze
                 ctx.analyzer
             ))
         }),
+    }
+}
+
+/// [`Analyzer::check_params`] for analyzers whose params deserialize into `C`.
+fn check<C: DeserializeOwned + Default>(params: &serde_json::Value) -> Result<(), String> {
+    match params {
+        serde_json::Value::Null => Ok(()),
+        serde_json::Value::Object(map) if map.is_empty() => Ok(()),
+        p => serde_json::from_value::<C>(p.clone())
+            .map(drop)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -126,6 +139,10 @@ where
         Some(self.spec)
     }
 
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        check::<C>(params)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
         let cfg: C = params(ctx)?;
         let frames = ctx.media.frames(self.spec).await?;
@@ -160,6 +177,10 @@ where
         Backend::Rust
     }
 
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        check::<C>(params)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
         let cfg: C = params(ctx)?;
         // No audio track: `skipped: no audio track`.
@@ -188,6 +209,10 @@ impl Analyzer for ContentQuality {
         quality_spec(probe)
     }
 
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        check::<signal::QualityConfig>(params)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
         let cfg: signal::QualityConfig = params(ctx)?;
         let probe = ctx.media.probe().await?;
@@ -211,18 +236,24 @@ impl Analyzer for TemporalFlow {
         Some(signal::specs::FLOW_SPEC)
     }
 
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        check::<signal::FlowConfig>(params)
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {
         let cfg: signal::FlowConfig = params(ctx)?;
         let frames = ctx.media.frames(signal::specs::FLOW_SPEC).await?;
         let audio = optional_audio(ctx).await?;
         let transcript = dep(ctx, TRANSCRIPT).cloned();
         let text = dep(ctx, ON_SCREEN_TEXT).cloned();
+        let cuts = dep(ctx, CUTS).cloned();
         blocking(move || {
             signal::temporal_flow(
                 &frames,
                 audio.as_deref(),
                 transcript.as_ref(),
                 text.as_ref(),
+                cuts.as_ref(),
                 &cfg,
             )
         })
@@ -236,6 +267,10 @@ struct CtaDetection;
 impl Analyzer for CtaDetection {
     fn backend(&self) -> Backend {
         Backend::Rust
+    }
+
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), String> {
+        check::<signal::CtaConfig>(params)
     }
 
     async fn run(&self, ctx: &TaskContext) -> Result<serde_json::Value, AnalyzerError> {

@@ -6,8 +6,17 @@
 //! - `exact`: exhaustive search for small problems, branch and bound for the rest; pure.
 //! - `write`: the proposal as a complete fleet.toml (the original, edited, with comments).
 //! - this file: the command (reading the config and measured durations, printing).
+//!
+//! Invariant: product code. It reads the config and Redis (measured durations) and writes a
+//! file; it never starts a fleet, and no benchmark code is in it (`fleet` depends on this
+//! crate, never on `bench`).
+
+#![forbid(unsafe_code)]
 
 pub mod exact;
+/// The seed's analyzers as a config, and the shipped config: fixtures for the planner's and
+/// the benchmark model's tests (figures that must stay exact whatever config/fleet.toml says).
+pub mod fixtures;
 pub mod search;
 pub mod write;
 

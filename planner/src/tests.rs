@@ -2,11 +2,11 @@ use std::collections::BTreeMap;
 
 use common::config::{FleetConfig, StageClass};
 
-use super::exact::{EXHAUSTIVE_LIMIT, partitions, propose_exhaustive, propose_heuristic};
-use super::search::Searcher;
-use super::search::allocate;
 use super::*;
+use crate::exact::{EXHAUSTIVE_LIMIT, partitions, propose_exhaustive, propose_heuristic};
 use crate::fixtures::{seed_config, seed_toml, shipped_toml};
+use crate::search::Searcher;
+use crate::search::allocate;
 
 fn seed_problem() -> Problem {
     problem(&seed_config(), &BTreeMap::new(), None, None).unwrap()

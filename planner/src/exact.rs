@@ -1,7 +1,7 @@
 //! The exact side of the search: exhaustive enumeration for small problems, and a branch
 //! and bound that improves the heuristic's incumbent or proves it optimal.
 
-use super::search::{Assignment, Key, PlanError, Problem, Searcher, allocate, evaluate};
+use crate::search::{Assignment, Key, PlanError, Problem, Searcher, allocate, evaluate};
 
 /// Set partitions at most this many are searched exhaustively.
 pub const EXHAUSTIVE_LIMIT: u64 = 50_000;

@@ -3,7 +3,7 @@
 
 use toml_edit::{DocumentMut, value};
 
-use super::search::Assignment;
+use crate::search::Assignment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
