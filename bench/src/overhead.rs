@@ -79,6 +79,27 @@ struct Shape {
 }
 
 impl Shape {
+    /// Both shapes, many analyzers per job first.
+    const BOTH: [Shape; 2] = [Shape { per_job: ANALYZERS }, Shape { per_job: 1 }];
+
+    /// Run names' prefix.
+    fn tag(self) -> &'static str {
+        if self.per_job == 1 { "single" } else { "multi" }
+    }
+
+    /// A short unmeasured run before measuring: connections open, caches filled.
+    async fn warm(self, h: &Harness, run: &str) -> anyhow::Result<()> {
+        drive(
+            h,
+            &format!("{}-{run}", self.tag()),
+            self,
+            WARMUP_TASKS.div_ceil(self.per_job),
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
     fn label(self, tasks: usize) -> String {
         format!("{} jobs × {}", tasks / self.per_job, self.per_job)
     }
@@ -225,20 +246,9 @@ pub async fn run(args: OverheadArgs) -> anyhow::Result<()> {
     let h = Harness::start(config.clone(), &[StageClass::Cpu], 1.0).await?;
     let result = async {
         let mut rows = Vec::new();
-        for shape in [Shape { per_job: ANALYZERS }, Shape { per_job: 1 }] {
-            let tag = if shape.per_job == 1 {
-                "single"
-            } else {
-                "multi"
-            };
-            drive(
-                &h,
-                &format!("{tag}-warm"),
-                shape,
-                WARMUP_TASKS.div_ceil(shape.per_job),
-                None,
-            )
-            .await?;
+        for shape in Shape::BOTH {
+            let tag = shape.tag();
+            shape.warm(&h, "warm").await?;
             let peak = drive(
                 &h,
                 &format!("{tag}-peak"),
@@ -288,20 +298,9 @@ async fn redis_traffic(
         .await?;
     let result = async {
         let mut rows = Vec::new();
-        for shape in [Shape { per_job: ANALYZERS }, Shape { per_job: 1 }] {
-            let tag = if shape.per_job == 1 {
-                "single"
-            } else {
-                "multi"
-            };
-            drive(
-                &h,
-                &format!("{tag}-tapwarm"),
-                shape,
-                WARMUP_TASKS.div_ceil(shape.per_job),
-                None,
-            )
-            .await?;
+        for shape in Shape::BOTH {
+            let tag = shape.tag();
+            shape.warm(&h, "tapwarm").await?;
             let before = tap.snapshot();
             let run = drive(
                 &h,

@@ -181,6 +181,39 @@ impl Fleet {
         Topology::new(&self.prefix)
     }
 
+    /// Every `job.*` event the fleet publishes from now on, through an exclusive queue on a
+    /// channel of `broker` (the test's own handle: events are read past any outage proxy).
+    pub async fn subscribe_events(&self, broker: &Broker, tag: &str) -> lapin::Consumer {
+        use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
+        use lapin::types::FieldTable;
+        let ch = broker.channel(&CancellationToken::new()).await.unwrap();
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let q = ch
+            .queue_declare("".into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        ch.queue_bind(
+            q.name().clone(),
+            self.topology().events().into(),
+            "job.*".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..Default::default()
+        };
+        ch.basic_consume(q.name().clone(), tag.into(), no_ack, FieldTable::default())
+            .await
+            .unwrap()
+    }
+
     /// A broker handle of the test's own (for publishing raw messages, reading queues).
     pub async fn broker(&self) -> Arc<Broker> {
         Broker::connect(

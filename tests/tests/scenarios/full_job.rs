@@ -4,11 +4,8 @@ use std::time::Duration;
 
 use common::message::OutcomeStatus;
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use serde_json::json;
 use tests::Fleet;
-use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_active_analyzer_runs_once_in_dependency_order() {
@@ -18,40 +15,7 @@ async fn every_active_analyzer_runs_once_in_dependency_order() {
 
     // Subscribe to job events before submitting.
     let broker = fleet.broker().await;
-    let ch = broker.channel(&CancellationToken::new()).await.unwrap();
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        fleet.topology().events().into(),
-        "job.*".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let mut events = ch
-        .basic_consume(
-            q.name().clone(),
-            "t".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut events = fleet.subscribe_events(&broker, "t").await;
 
     let id = fleet
         .submit(json!({"video": "/videos/a.mp4", "metadata": {"source": "test"}}))

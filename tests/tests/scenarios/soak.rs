@@ -8,11 +8,8 @@ use std::time::Duration;
 
 use common::message::{JobStatus, OutcomeStatus};
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use serde_json::json;
 use tests::{Fleet, Proxy, WorkerProcess, config_path, free_addr};
-use tokio_util::sync::CancellationToken;
 
 const JOBS: usize = 30;
 const ANALYZERS: usize = 22;
@@ -47,40 +44,7 @@ async fn soak_kills_and_outages_complete_every_job_once() {
 
     // Events are read past the proxies: the test's own view of what was published.
     let broker = fleet.broker().await;
-    let ch = broker.channel(&CancellationToken::new()).await.unwrap();
-    let q = ch
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    ch.queue_bind(
-        q.name().clone(),
-        fleet.topology().events().into(),
-        "job.*".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    let mut events = ch
-        .basic_consume(
-            q.name().clone(),
-            "soak".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut events = fleet.subscribe_events(&broker, "soak").await;
 
     fleet.start_dispatcher().await;
     let env = [
