@@ -27,6 +27,11 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_INITIAL_BACKOFF_MS: u64 = 200;
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 10_000;
 pub const DEFAULT_GRACE_SECS: u64 = 30;
+/// RabbitMQ's own default `consumer_timeout` (30 min). 3.10 cannot tell a client its value,
+/// so the fleet is told (`[fleet] consumer_timeout_ms`, as in `rabbitmq.conf`).
+pub const DEFAULT_CONSUMER_TIMEOUT_MS: u64 = 1_800_000;
+/// How long a worker's claim on a running task lives without a renewal (renewed every third).
+pub const DEFAULT_LEASE_SECS: u64 = 10;
 
 /// Names of the environment variables that override the file.
 pub mod env {
@@ -124,6 +129,11 @@ pub struct FleetConfig {
     pub result_ttl: Duration,
     pub delivery_limit: u32,
     pub shutdown_grace: Duration,
+    /// The broker's delivery deadline (RabbitMQ `consumer_timeout`): a worker hands a task's
+    /// delivery over to its Redis lease (and acks it) at half of it.
+    pub consumer_timeout: Duration,
+    /// A running task's lease in Redis; its worker renews it every third of this.
+    pub lease: Duration,
     pub retry: RetryConfig,
     pub gpu: GpuConfig,
     pub stages: BTreeMap<String, StageConfig>,
@@ -179,6 +189,8 @@ struct RawFleet {
     result_ttl_secs: Option<u64>,
     delivery_limit: Option<u32>,
     shutdown_grace_secs: Option<u64>,
+    consumer_timeout_ms: Option<u64>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -374,6 +386,18 @@ impl FleetConfig {
         if f.delivery_limit == Some(0) {
             problems.push("fleet.delivery_limit must be at least 1".into());
         }
+        let consumer_timeout_ms = f.consumer_timeout_ms.unwrap_or(DEFAULT_CONSUMER_TIMEOUT_MS);
+        let lease_secs = f.lease_secs.unwrap_or(DEFAULT_LEASE_SECS);
+        if consumer_timeout_ms < 2_000 {
+            problems.push(format!(
+                "fleet.consumer_timeout_ms = {consumer_timeout_ms} is too short: RabbitMQ's consumer_timeout in ms, at least 2000 (its default is 1800000)"
+            ));
+        }
+        if lease_secs < 3 {
+            problems.push(format!(
+                "fleet.lease_secs = {lease_secs} must be at least 3 (renewed every third)"
+            ));
+        }
         let r = &raw.retry;
         if r.max_attempts == Some(0) {
             problems.push("retry.max_attempts must be at least 1".into());
@@ -457,6 +481,8 @@ impl FleetConfig {
             shutdown_grace: Duration::from_secs(
                 f.shutdown_grace_secs.unwrap_or(DEFAULT_GRACE_SECS),
             ),
+            consumer_timeout: Duration::from_millis(consumer_timeout_ms),
+            lease: Duration::from_secs(lease_secs),
             retry: RetryConfig {
                 max_attempts: r.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
                 initial_backoff: Duration::from_millis(

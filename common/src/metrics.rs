@@ -70,6 +70,10 @@ pub struct Metrics {
     pub dead_lettered: Family<ReasonLabels, Counter>,
     /// Tasks acked without running, by reason (`job gone`: the job's record is not in Redis).
     pub tasks_dropped: Family<ReasonLabels, Counter>,
+    /// Task leases by event: `handed over` (a delivery acked before the broker's deadline),
+    /// `lost` (a worker stopped a task another took), `recovered` (republished by the
+    /// dispatcher), `cleared` (owner gone, the broker still had the message).
+    pub leases: Family<ReasonLabels, Counter>,
     pub jobs_submitted: Counter,
     /// Times the dispatcher saw Redis lose the fleet's data (its epoch key vanished or changed).
     pub redis_state_lost: Counter,
@@ -100,6 +104,7 @@ impl Metrics {
             stage_limit: Family::default(),
             dead_lettered: Family::default(),
             tasks_dropped: Family::default(),
+            leases: Family::default(),
             jobs_submitted: Counter::default(),
             redis_state_lost: Counter::default(),
             jobs_completed: Counter::default(),
@@ -151,8 +156,13 @@ impl Metrics {
         );
         registry.register(
             "tasks_dropped",
-            "Tasks acked without running (their job's record is gone)",
+            "Tasks acked without running (their job's record is gone, or another worker runs them)",
             m.tasks_dropped.clone(),
+        );
+        registry.register(
+            "leases",
+            "Task lease events (handed over, lost, recovered, cleared)",
+            m.leases.clone(),
         );
         registry.register(
             "redis_state_lost",

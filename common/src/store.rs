@@ -9,6 +9,7 @@
 //!   submitting client and the key, so clients cannot see or take each other's keys
 //! - `{p}:jobs`              sorted set: job ids by creation time (recent jobs); every job
 //!   creation renews its TTL and drops entries older than the TTL
+//! - `{p}:job:{id}:lease:{analyzer}`, `{p}:leases`: a running task's claim (see `lease`)
 //!
 //! Every key carries the result TTL (the epoch twice it, worker registrations their own).
 //! Every command answers or fails within [`crate::redis_conn::COMMAND_WITHIN`], also while
@@ -22,7 +23,9 @@ use redis::AsyncCommands;
 use crate::message::{JobStatus, Outcome, PlannedTask};
 use crate::redis_conn::Bounded;
 
+mod lease;
 mod view;
+pub use lease::{Claim, LeasedTask, Recovery};
 pub use view::{FinalStatus, JobView};
 
 #[derive(Debug, thiserror::Error)]
@@ -344,25 +347,6 @@ impl Store {
         let raw: Option<String> = c.hget(&key, analyzer).await?;
         raw.map(|r| serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, e)))
             .transpose()
-    }
-
-    /// Whether the job's record exists, and the task's outcome if it has one: one round trip.
-    pub async fn task_state(
-        &self,
-        id: &str,
-        analyzer: &str,
-    ) -> Result<(bool, Option<Outcome>), StoreError> {
-        let mut c = self.conn.clone();
-        let key = self.results_key(id);
-        let (exists, raw): (bool, Option<String>) = redis::pipe()
-            .exists(self.job_key(id))
-            .hget(&key, analyzer)
-            .query_async(&mut c)
-            .await?;
-        let outcome = raw
-            .map(|r| serde_json::from_str(&r).map_err(|e| StoreError::corrupt(&key, e)))
-            .transpose()?;
-        Ok((exists, outcome))
     }
 
     /// What Redis keeps on disk (`CONFIG GET appendonly` and `save`); `None` where the server
