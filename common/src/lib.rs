@@ -13,6 +13,8 @@
 //! - `store`: the Redis layout (`{prefix}:job:{id}` ...) and its operations.
 //! - `backoff`: the one retry/backoff policy type ([`backoff::RECONNECT`]); its cap holds with jitter.
 //! - `broker`: a reconnecting AMQP handle with publisher confirms.
+//! - `consume`: one supervised consumer (the dispatcher's queues); `slots`: a worker's stage as
+//!   consumers of prefetch 1, one per slot, whose long tasks hand their delivery over.
 //! - `telemetry`: logging/tracing setup and W3C trace context in AMQP headers.
 //! - `metrics`: Prometheus registry shared by a process.
 #![forbid(unsafe_code)]
@@ -28,6 +30,7 @@ pub mod ids;
 pub mod message;
 pub mod metrics;
 pub mod redis_conn;
+pub mod slots;
 pub mod store;
 pub mod telemetry;
 pub mod text;

@@ -3,13 +3,16 @@
 //! Layout:
 //! - `analyzer`: the one trait every analyzer implements, and its task context.
 //! - `analyzers`: the registry (name → implementation) and the families (synthetic, signal, models).
-//! - `runner`: one task from delivery to ack (dedupe, retries, store, notify).
+//! - `runner`: one task from delivery to ack (claim, retries, store, notify).
+//! - `lease`: a running task's lease kept (renewals, the delivery's hand-over before the
+//!   broker's deadline).
 //! - `health`: `/healthz`, `/readyz`, `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod analyzer;
 pub mod analyzers;
 pub mod health;
+pub mod lease;
 pub mod runner;
 pub mod settings;
 
@@ -18,8 +21,8 @@ use std::time::Duration;
 
 use common::broker::Broker;
 use common::config::{FleetConfig, StageClass};
-use common::consume::{self, ConsumerSpec};
 use common::metrics::{Metrics, stage_labels};
+use common::slots::{self, Deadline, SlotSpec};
 use common::store::WorkerInfo;
 use common::{Store, Topology};
 use media::MediaCache;
@@ -121,6 +124,7 @@ pub async fn run(
         settings::media_config(&config, cuda_device).map_err(|e| anyhow::anyhow!("{e}"))?;
     let accepting = accepting.unwrap_or_else(|| watch::channel(true).1);
     let work_cancel = CancellationToken::new();
+    let deadline = Deadline::new(config.consumer_timeout);
     let shared = Arc::new(runner::Shared {
         stages: stages.iter().map(|s| s.name.clone()).collect(),
         config: config.clone(),
@@ -133,6 +137,7 @@ pub async fn run(
         accepting,
         shutdown: shutdown.clone(),
         work_cancel: work_cancel.clone(),
+        deadline: deadline.clone(),
     });
 
     let health_task = health.map(|l| {
@@ -150,15 +155,16 @@ pub async fn run(
             .stage_limit
             .get_or_create(&stage_labels(&stage.name))
             .set(stage.concurrency as i64);
-        let spec = ConsumerSpec {
+        let spec = SlotSpec {
             queue: topology.stage_queue(&stage.name),
-            prefetch: stage.concurrency,
+            slots: stage.concurrency,
             tag: format!("{}/{}", opts.name, stage.name),
             grace: config.shutdown_grace,
+            deadline: deadline.clone(),
         };
         let w = shared.clone();
         let name = stage.name.clone();
-        consume::run(
+        slots::run(
             broker.clone(),
             spec,
             shutdown.clone(),
@@ -169,7 +175,10 @@ pub async fn run(
     tracing::info!(
         worker = %opts.name, class = %opts.class,
         stages = ?stages.iter().map(|s| (&s.name, s.concurrency)).collect::<Vec<_>>(),
-        backends = ?opts.backends, "worker started"
+        backends = ?opts.backends,
+        consumer_timeout_ms = config.consumer_timeout.as_millis() as u64,
+        lease_secs = config.lease.as_secs(),
+        "worker started (delivery deadline as configured: RabbitMQ 3.10 does not tell clients its consumer_timeout)"
     );
     futures::future::join_all(consumers).await;
     broker.close().await;

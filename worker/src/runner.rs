@@ -1,9 +1,14 @@
-//! One task, from delivery to ack: decode, skip if already final, run the analyzer with
-//! retries, store the outcome, notify the dispatcher, then ack.
+//! One task, from delivery to ack: decode, claim it in Redis (skip it if final, gone, or
+//! running elsewhere), run the analyzer with retries under the claim's lease, store the
+//! outcome, notify the dispatcher, then ack.
 //!
-//! Invariant: the ack comes last. A crash anywhere before it redelivers the task; the
-//! "already final" check then acks it without running the analyzer again, after re-sending
-//! the notice (the crash may have come between the store and the notice).
+//! Invariants: the message of an unfinished task is always somewhere durable, the broker's
+//! queue or the task's lease: a delivery is acked before its outcome is stored only once the
+//! lease keeps the message (hand-over at half the broker's deadline, or a copy of a task that
+//! runs elsewhere). A crash before the ack redelivers the task (or, after a hand-over, recovery
+//! republishes it once the lease expired); the claim then acks a final one without running
+//! it again, after re-sending the notice (the crash may have come between store and notice).
+//! One attempt runs per task at a time: a claimed task's copies are acked unrun.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,17 +17,17 @@ use std::time::Instant;
 use backon::Retryable;
 use common::backoff::{self, Backoff};
 use common::broker::{
-    Broker, dead_letter_props, delivery_count, minimal_dead_letter_props, persistent,
+    Broker, dead_letter_props, delivery_count, header_str, minimal_dead_letter_props, persistent,
 };
 use common::codec::{self, MSGPACK};
 use common::config::FleetConfig;
 use common::ids::check_id;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
+use common::slots::{Deadline, Held};
+use common::store::{Claim, LeasedTask};
 use common::telemetry::TraceContext;
 use common::{Store, now_ms};
-use lapin::message::Delivery;
-use lapin::options::BasicAckOptions;
 use lapin::types::FieldTable;
 use media::MediaCache;
 use tokio::sync::watch;
@@ -32,6 +37,7 @@ use tracing::field::Empty;
 
 use crate::analyzer::{AnalyzerError, TaskContext};
 use crate::analyzers::Registry;
+use crate::lease::{self, TaskLease};
 
 /// Everything the tasks of one worker process share.
 pub struct Shared {
@@ -50,6 +56,8 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// Fires when the grace period is over: running analyzers are asked to stop.
     pub work_cancel: CancellationToken,
+    /// The broker's delivery deadline (configured, lowered to what the broker says it used).
+    pub deadline: Arc<Deadline>,
 }
 
 enum Step<T> {
@@ -62,8 +70,20 @@ enum Step<T> {
 async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
     w: &Shared,
     what: &str,
+    step: impl FnMut() -> F,
+) -> Step<T> {
+    persist_or(w, what, None, step).await
+}
+
+/// [`persist`] that also gives up when `stop` fires.
+async fn persist_or<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+    w: &Shared,
+    what: &str,
+    stop: Option<&CancellationToken>,
     mut step: impl FnMut() -> F,
 ) -> Step<T> {
+    let never = CancellationToken::new();
+    let stop = stop.unwrap_or(&never);
     let mut delays = backoff::INFRA_STEP.delays();
     loop {
         match step().await {
@@ -74,13 +94,15 @@ async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = w.work_cancel.cancelled() => return Step::Abandon,
+                    _ = stop.cancelled() => return Step::Abandon,
                 }
             }
         }
     }
 }
 
-pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
+pub async fn handle(w: Arc<Shared>, stage: String, held: Held) {
+    let d = &held.delivery;
     let span = tracing::info_span!(
         "task",
         otel.kind = "consumer",
@@ -93,19 +115,20 @@ pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
     );
     // The publishing span (the dispatcher's) is the parent: the task joins the job's trace.
     TraceContext::from_props(&d.properties).set_as_parent(&span);
-    handle_task(w, stage, d).instrument(span).await
+    handle_task(w, stage, held).instrument(span).await
 }
 
-async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
+async fn handle_task(w: Arc<Shared>, stage: String, held: Held) {
+    let d = &held.delivery;
     let task: TaskMessage = match codec::decode(&d.data) {
         Ok(t) => t,
-        Err(e) => return reject(&w, d, &format!("malformed task message: {e}")).await,
+        Err(e) => return reject(&w, &held, &format!("malformed task message: {e}")).await,
     };
     // Ids name Redis keys: one that breaks the grammar could alias another job's keys.
     if let Err(why) =
         check_id("job_id", &task.job_id).and_then(|_| check_id("analyzer", &task.analyzer))
     {
-        return reject(&w, d, &format!("malformed task message: {why}")).await;
+        return reject(&w, &held, &format!("malformed task message: {why}")).await;
     }
     let span = tracing::Span::current();
     span.record("job.id", task.job_id.as_str())
@@ -113,7 +136,7 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
     if task.v > SCHEMA_VERSION {
         return reject(
             &w,
-            d,
+            &held,
             &format!(
                 "task schema version {} is newer than this worker ({SCHEMA_VERSION})",
                 task.v
@@ -121,65 +144,182 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         )
         .await;
     }
-    // Wait while the GPU guard says no; on shutdown, leave the task to another worker.
-    let mut accepting = w.accepting.clone();
-    tokio::select! {
-        r = accepting.wait_for(|ok| *ok) => if r.is_err() { return },
-        _ = w.shutdown.cancelled() => return,
-    }
-    let Step::Done((job_exists, existing)) = persist(&w, "read outcome", || {
-        w.store.task_state(&task.job_id, &task.analyzer)
+    // Claim the task (one round trip: also says whether it is final or its job gone). A
+    // delivery that went back to the queue meanwhile is left to its next copy.
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let traceparent = header_str(&d.properties, "traceparent").unwrap_or_default();
+    let queue = d.routing_key.as_str().to_string();
+    let leased = LeasedTask {
+        job_id: &task.job_id,
+        analyzer: &task.analyzer,
+        body: &d.data,
+        queue: &queue,
+        traceparent: &traceparent,
+    };
+    let Step::Done(claim) = persist_or(&w, "claim", Some(held.lost()), || {
+        w.store.claim(leased, &token, &w.name, w.config.lease)
     })
     .await
     else {
         return;
     };
-    if existing.is_none() && !job_exists {
-        // The job's record is gone (expired, deleted, or Redis lost its data): nobody can
-        // read this result and no job can complete with it. Drop the task before it runs.
-        tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, "the job's record is not in Redis; dropping the task without running it");
-        w.metrics
-            .tasks_dropped
-            .get_or_create(&ReasonLabels {
-                reason: "job gone".into(),
-            })
-            .inc();
-        ack(d).await;
-        return;
-    }
-    if let Some(o) = existing {
-        span.record("outcome", o.status.as_str());
-        // Already final (a redelivery, a duplicate publish, or a cancelled job): don't run again.
-        tracing::debug!(job_id = %task.job_id, analyzer = %task.analyzer, "already final; acking without running");
-        if notify(&w, &task, o.status).await {
-            ack(d).await;
+    let claims = match claim {
+        Claim::JobGone => {
+            // The job's record is gone (expired, deleted, or Redis lost its data): nobody can
+            // read this result and no job can complete with it. Drop the task before it runs.
+            tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, "the job's record is not in Redis; dropping the task without running it");
+            drop_counted(&w, "job gone");
+            ack(&held).await;
+            return;
         }
-        return;
+        Claim::Final(o) => {
+            span.record("outcome", o.status.as_str());
+            // Already final (a redelivery, a duplicate publish, or a cancelled job): don't run again.
+            tracing::debug!(job_id = %task.job_id, analyzer = %task.analyzer, "already final; acking without running");
+            if notify(&w, &task, o.status).await {
+                ack(&held).await;
+            }
+            return;
+        }
+        Claim::Busy { worker } => {
+            // A copy of a task that runs elsewhere (its delivery came back when a channel
+            // closed, or it was published twice): the lease now keeps the message.
+            tracing::info!(job_id = %task.job_id, analyzer = %task.analyzer, running_on = %worker, "the task runs on another worker; acking this copy");
+            drop_counted(&w, "running elsewhere");
+            ack(&held).await;
+            return;
+        }
+        Claim::Claimed { claims } => claims,
+    };
+    let lease = TaskLease {
+        job_id: &task.job_id,
+        analyzer: &task.analyzer,
+        token,
+    };
+    let prior_runs = delivery_count(&d.properties).max(claims.saturating_sub(1));
+    if claims > w.config.delivery_limit {
+        // Started this often and never finished (its workers died on it): give up, as the
+        // broker's delivery limit does for deliveries.
+        let error = format!(
+            "started {claims} times without finishing (workers died or lost it); giving up"
+        );
+        let outcome = failed(&w, &stage, &error, prior_runs);
+        return store_and_ack(&w, &held, &task, &stage, &lease, outcome).await;
     }
 
-    let in_flight = w
-        .metrics
-        .in_flight
-        .get_or_create(&stage_labels(&stage))
-        .clone();
-    in_flight.inc();
-    let outcome = run_task(&w, &task, &stage, &d).await;
-    in_flight.dec();
-    let Some(outcome) = outcome else { return };
-    span.record("outcome", outcome.status.as_str());
+    // Run under the lease: it is renewed (and the delivery handed over before the broker's
+    // deadline) while the task waits for the GPU guard and runs. Lost: stop.
+    let work = async {
+        // Wait while the GPU guard says no; on shutdown, leave the task to another worker.
+        let mut accepting = w.accepting.clone();
+        tokio::select! {
+            r = accepting.wait_for(|ok| *ok) => if r.is_err() { return None },
+            _ = w.shutdown.cancelled() => return None,
+        }
+        let _in_flight = InFlight::new(&w, &stage);
+        run_task(&w, &task, &stage, &held, &lease, prior_runs).await
+    };
+    let outcome = tokio::select! {
+        biased;
+        o = work => o,
+        _ = lease::keep(&w, &held, &lease) => {
+            // Someone else has the task (or its outcome): this delivery is theirs to answer.
+            ack(&held).await;
+            return;
+        }
+    };
+    let Some(outcome) = outcome else {
+        // Shutdown: nobody runs it now; the broker or recovery gives it to the next worker.
+        let _ = w
+            .store
+            .release(&task.job_id, &task.analyzer, &lease.token)
+            .await;
+        return;
+    };
+    store_and_ack(&w, &held, &task, &stage, &lease, outcome).await
+}
 
+/// Counts a running task in `fleet_in_flight` until dropped (also when a lost lease stops it).
+struct InFlight<'a> {
+    w: &'a Shared,
+    stage: &'a str,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(w: &'a Shared, stage: &'a str) -> Self {
+        w.metrics
+            .in_flight
+            .get_or_create(&stage_labels(stage))
+            .inc();
+        Self { w, stage }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.w
+            .metrics
+            .in_flight
+            .get_or_create(&stage_labels(self.stage))
+            .dec();
+    }
+}
+
+fn drop_counted(w: &Shared, reason: &str) {
+    w.metrics
+        .tasks_dropped
+        .get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        })
+        .inc();
+}
+
+fn failed(w: &Shared, stage: &str, error: &str, prior_runs: u32) -> Outcome {
+    let now = now_ms();
+    Outcome {
+        status: OutcomeStatus::Failed,
+        result: None,
+        error: Some(error.into()),
+        duration_ms: 0,
+        worker: w.name.clone(),
+        attempts: prior_runs,
+        backend: "none".into(),
+        stage: stage.to_string(),
+        started_at_ms: now,
+        finished_at_ms: now,
+    }
+}
+
+/// Stores the outcome and deletes the lease (renewing it meanwhile), notifies, then acks.
+async fn store_and_ack(
+    w: &Shared,
+    held: &Held,
+    task: &TaskMessage,
+    stage: &str,
+    lease: &TaskLease<'_>,
+    outcome: Outcome,
+) {
+    let span = tracing::Span::current();
+    span.record("outcome", outcome.status.as_str());
     let store = tracing::info_span!(
         "store",
         job.id = %task.job_id,
         analyzer = %task.analyzer,
         outcome = outcome.status.as_str()
     );
-    let Step::Done(stored) = persist(&w, "store outcome", || {
-        w.store.put_outcome(&task.job_id, &task.analyzer, &outcome)
+    let finish = persist(w, "store outcome", || {
+        w.store.finish(&task.job_id, &task.analyzer, &outcome)
     })
-    .instrument(store)
-    .await
-    else {
+    .instrument(store);
+    let mut finish = std::pin::pin!(finish);
+    // Renewed while Redis is slow to take the outcome; a lease lost now changes nothing (the
+    // first final outcome wins).
+    let stored = tokio::select! {
+        biased;
+        s = &mut finish => s,
+        _ = lease::keep(w, held, lease) => finish.await,
+    };
+    let Step::Done(stored) = stored else {
         return;
     };
     if stored {
@@ -187,7 +327,7 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
             .tasks_finished
             .get_or_create(&OutcomeLabels {
                 analyzer: task.analyzer.clone(),
-                stage: stage.clone(),
+                stage: stage.to_string(),
                 status: outcome.status.as_str().into(),
             })
             .inc();
@@ -197,18 +337,24 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         duration_ms = outcome.duration_ms, attempts = outcome.attempts, backend = %outcome.backend, stored,
         "task finished"
     );
-    if notify(&w, &task, outcome.status).await {
-        ack(d).await;
+    if notify(w, task, outcome.status).await {
+        ack(held).await;
     }
 }
 
 /// Runs the analyzer with retries. `None`: leave the message unacked (shutdown) or it was
 /// requeued (out of GPU memory).
-async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> Option<Outcome> {
+async fn run_task(
+    w: &Shared,
+    task: &TaskMessage,
+    stage: &str,
+    held: &Held,
+    lease: &TaskLease<'_>,
+    prior_runs: u32,
+) -> Option<Outcome> {
     let cfg = w.config.analyzers.get(&task.analyzer);
     let started_at_ms = now_ms();
     let started = Instant::now();
-    let prior_runs = delivery_count(&d.properties);
     let done = |status, result, error: Option<String>, attempts: u32, backend: String| Outcome {
         status,
         result,
@@ -319,7 +465,7 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         ),
         Err(AnalyzerError::Requeue(e)) => {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, error = %e, "resource shortage; requeueing");
-            requeue_copy(w, d).await;
+            requeue_copy(w, held, lease).await;
             return None;
         }
     })
@@ -345,9 +491,27 @@ async fn plan_frames(w: &Shared, task: &TaskMessage, media: &media::Media) {
     media.plan_frames(w.registry.frame_planner(&w.config, here));
 }
 
-/// Publishes a fresh copy (delivery count starts again) and acks the original: a resource
-/// shortage is not the task's fault and must not push it toward the dead-letter queue.
-async fn requeue_copy(w: &Shared, d: &Delivery) {
+/// Publishes a fresh copy (delivery count and claims start again) and acks the original: a
+/// resource shortage is not the task's fault and must not push it toward the dead-letter
+/// queue. A delivery handed over already lives only in the lease: recovery republishes it.
+async fn requeue_copy(w: &Shared, held: &Held, lease: &TaskLease<'_>) {
+    if held.is_handed_over() {
+        let _ = persist(w, "release", || {
+            w.store.release(lease.job_id, lease.analyzer, &lease.token)
+        })
+        .await;
+        return;
+    }
+    // The lease goes first: a copy claimed meanwhile must not find this attempt running.
+    if let Step::Abandon = persist(w, "drop lease", || {
+        w.store
+            .drop_lease(lease.job_id, lease.analyzer, &lease.token)
+    })
+    .await
+    {
+        return;
+    }
+    let d = &held.delivery;
     let queue = d.routing_key.as_str().to_string();
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     TraceContext::current().inject(&mut headers);
@@ -357,7 +521,7 @@ async fn requeue_copy(w: &Shared, d: &Delivery) {
     })
     .await
     {
-        let _ = d.ack(BasicAckOptions::default()).await;
+        ack(held).await;
     }
 }
 
@@ -393,7 +557,8 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
 
 /// A task message that can never run goes to `{p}.dlq` with the reason (bounded); then it
 /// is acked. After a failed try with the original headers, the rest go without them.
-async fn reject(w: &Shared, d: Delivery, reason: &str) {
+async fn reject(w: &Shared, held: &Held, reason: &str) {
+    let d = &held.delivery;
     tracing::warn!(reason = %common::text::escaped(reason), "dead-lettering a task message");
     let full = dead_letter_props(&d.properties, reason);
     let minimal = minimal_dead_letter_props(&d.properties, reason);
@@ -413,12 +578,12 @@ async fn reject(w: &Shared, d: Delivery, reason: &str) {
                 reason: "rejected".into(),
             })
             .inc();
-        ack(d).await;
+        ack(held).await;
     }
 }
 
-async fn ack(d: Delivery) {
-    if let Err(e) = d.ack(BasicAckOptions::default()).await {
+async fn ack(held: &Held) {
+    if let Err(e) = held.ack().await {
         tracing::warn!(error = %e, "ack failed; the broker will redeliver and the task will be acked as already final");
     }
 }
