@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - `core`: the decisions (submit, advance, cancel, dead tasks); idempotent, driven from Redis.
+//! - `leases`: recovery of tasks whose worker stopped renewing their lease.
 //! - `plans`: the bounded cache of job plans (immutable after intake) with their dependents.
 //! - `intake`: the AMQP consumers (`{p}.jobs`, `{p}.outcomes`, `{p}.dead`).
 //! - `http`: the HTTP API and health/metrics endpoints.
@@ -14,6 +15,7 @@ pub mod core;
 pub mod epoch;
 pub mod http;
 pub mod intake;
+pub mod leases;
 pub mod openapi;
 pub mod plans;
 pub mod queues;
@@ -65,6 +67,7 @@ pub async fn run(
     ));
 
     let epoch_watch = tokio::spawn(epoch::watch(core.clone(), shutdown.clone()));
+    let lease_watch = tokio::spawn(leases::watch(core.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, prefix = %c.prefix, auth = c.api_token.is_some(), "dispatcher listening");
     let http_shutdown = shutdown.clone();
@@ -106,6 +109,7 @@ pub async fn run(
     };
     let (served, _) = tokio::join!(server, consumers);
     let _ = epoch_watch.await;
+    let _ = lease_watch.await;
     broker.close().await;
     served?;
     tracing::info!("dispatcher stopped");
