@@ -5,7 +5,11 @@
 //! - [`Fleet`]: one test's fleet (prefix, config, in-process dispatcher/workers, cleanup).
 //! - [`WorkerProcess`]: a worker binary as a child process (for SIGKILL/SIGTERM tests).
 //! - [`eventually`]: poll a condition with a deadline.
+//! - [`RabbitNode`]: a RabbitMQ node of a test's own (a short `consumer_timeout`).
 #![forbid(unsafe_code)]
+
+mod rabbit;
+pub use rabbit::RabbitNode;
 
 use std::collections::BTreeMap;
 use std::future::Future;

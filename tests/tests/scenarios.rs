@@ -5,6 +5,7 @@ mod scenarios {
     mod cli;
     mod concurrency;
     mod crashes;
+    mod deadline;
     mod failures;
     mod full_job;
     mod intake;
