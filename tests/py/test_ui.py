@@ -74,11 +74,13 @@ def test_the_web_view_shows_jobs_timeline_queues_and_workers(fleet, browser):
     assert "ui-<b>bold</b>.mp4" in row.locator("td.video").inner_text()
     assert page.locator("td.video b").count() == 0
 
-    # Queues: every stage queue of this fleet's prefix, with the live consumers.
+    # Queues: every stage queue of this fleet's prefix, with the live consumers: one worker
+    # per class, one consumer per slot (config/fleet.toml's concurrency).
     page.wait_for_selector(f"tr[data-queue='{fleet.prefix}.stage1']")
-    for stage in ("stage1", "stage2", "stage3", "stage4", "cpu"):
+    slots = {"stage1": 2, "stage2": 3, "stage3": 4, "stage4": 4, "cpu": 8}
+    for stage, n in slots.items():
         consumers = page.locator(f"tr[data-queue='{fleet.prefix}.{stage}'] [data-testid=consumers]").inner_text()
-        assert consumers == "1", f"{stage}: {consumers} consumers"
+        assert consumers == str(n), f"{stage}: {consumers} consumers"
     # Workers: the two worker processes and what they consume (from the management API).
     page.wait_for_selector(f"tr[data-process='{fleet.prefix}-gpu']")
     gpu = page.locator(f"tr[data-process='{fleet.prefix}-gpu']").inner_text()

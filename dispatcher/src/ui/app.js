@@ -84,10 +84,18 @@ function renderQueues(o) {
   }
   const rows = [];
   for (const [process, list] of byProcess) {
+    // A worker opens one consumer of prefetch 1 per slot: show each stage once, with the sum.
+    const stages = new Map();
+    for (const c of list) {
+      const s = stageOf(c.queue, o.prefix);
+      const prev = stages.get(s);
+      const n = c.prefetch ?? NaN;
+      stages.set(s, prev === undefined ? n : prev + n);
+    }
     rows.push(el("tr", { "data-process": process },
       el("td", {}, process),
-      el("td", {}, list.map((c) => stageOf(c.queue, o.prefix)).join(", ")),
-      el("td", { class: "num" }, list.map((c) => c.prefetch ?? "?").join(" / ")),
+      el("td", {}, [...stages.keys()].join(", ")),
+      el("td", { class: "num" }, [...stages.values()].map((n) => (Number.isNaN(n) ? "?" : n)).join(" / ")),
       el("td", { class: "muted" }, list[0].host || "")));
   }
   $("workers").replaceChildren(...rows);
