@@ -63,6 +63,7 @@ async fn a_task_longer_than_the_brokers_deadline_runs_once_and_its_stage_keeps_w
     .await;
     // Past the deadline and the broker's next look at it.
     tokio::time::sleep((DEADLINE + Duration::from_secs(2)).saturating_sub(t0.elapsed())).await;
+    let shorts_at = t0.elapsed();
     let mut short = Vec::new();
     for i in 0..6 {
         let body =
@@ -76,6 +77,9 @@ async fn a_task_longer_than_the_brokers_deadline_runs_once_and_its_stage_keeps_w
     let shorts_done = t0.elapsed();
     let outcomes = fleet.wait_completed(&long, Duration::from_secs(60)).await;
     let long_done = t0.elapsed();
+    eprintln!(
+        "short tasks submitted at {shorts_at:?}, all done at {shorts_done:?}; long task done at {long_done:?}"
+    );
     let o = &outcomes["object_detection"];
     assert_eq!(o.status, OutcomeStatus::Ok, "{o:?}");
     assert!(
