@@ -124,3 +124,22 @@ fn job_subsets_pull_in_hard_dependencies() {
     );
     assert_eq!(c.resolve_job_analyzers(None).unwrap().len(), 22);
 }
+
+#[test]
+fn the_delivery_deadline_and_lease_are_read_and_checked() {
+    let c = shipped();
+    assert_eq!(c.consumer_timeout, Duration::from_millis(1_800_000));
+    assert_eq!(c.lease, Duration::from_secs(10));
+    let text = r#"
+        [fleet]
+        consumer_timeout_ms = 500
+        lease_secs = 1
+        [stages.cpu]
+        class = "cpu"
+        concurrency = 2
+    "#;
+    let e = FleetConfig::parse(text, "t.toml", no_env).unwrap_err();
+    let all = e.problems.join("\n");
+    assert!(all.contains("fleet.consumer_timeout_ms = 500"), "{all}");
+    assert!(all.contains("fleet.lease_secs = 1"), "{all}");
+}
