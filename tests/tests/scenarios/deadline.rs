@@ -181,6 +181,54 @@ async fn a_task_whose_worker_died_after_the_hand_over_is_recovered_from_its_leas
     fleet.cleanup().await;
 }
 
+/// A worker told a longer deadline than the broker's (60 s against 5 s): the broker closes the
+/// first long task's channel, the worker reads the broker's 5 s from the close reason, the task
+/// runs on under its lease (its requeued copy is acked unrun), and the next long task is handed
+/// over in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_shorter_than_configured_is_learned_from_the_broker() {
+    let node = RabbitNode::start(DEADLINE, Duration::from_secs(1)).await;
+    let url = node.amqp_url();
+    let mut fleet = Fleet::new(|c| {
+        c.connections.amqp_url = url.clone();
+        c.consumer_timeout = Duration::from_secs(60);
+        c.lease = Duration::from_secs(3);
+        set_param(c, "object_detection", "synthetic_secs", json!(9.0));
+    })
+    .await;
+    fleet.start_dispatcher().await;
+    let b = Backends::Synthetic { scale: 1.0 };
+    let (m, _) = fleet.start_worker(StageClass::Gpu, "gpu-1", b).await;
+    let body = |v: &str| json!({"video": v, "analyzers": ["object_detection"]});
+    let first = fleet.submit(body("/v/first.mp4")).await;
+    let o = fleet.wait_completed(&first, Duration::from_secs(60)).await;
+    assert_eq!(o["object_detection"].status, OutcomeStatus::Ok);
+    assert_eq!(
+        o["object_detection"].attempts, 1,
+        "{:?}",
+        o["object_detection"]
+    );
+    let copies = m
+        .tasks_dropped
+        .get_or_create(&ReasonLabels {
+            reason: "running elsewhere".into(),
+        })
+        .get();
+    assert_eq!(copies, 1, "the copy the broker requeued was acked unrun");
+    assert_eq!(lease_events(&m, "handed over"), 0);
+
+    let second = fleet.submit(body("/v/second.mp4")).await;
+    let o = fleet.wait_completed(&second, Duration::from_secs(60)).await;
+    assert_eq!(o["object_detection"].status, OutcomeStatus::Ok);
+    assert_eq!(started(&m, "object_detection"), 2, "one run per task");
+    assert_eq!(
+        lease_events(&m, "handed over"),
+        1,
+        "the second task was handed over at half the broker's deadline"
+    );
+    fleet.cleanup().await;
+}
+
 /// What the short deadline does on this broker, so the scenarios above test what they claim:
 /// a delivery left unacked past `consumer_timeout` has its channel closed within a tick, and
 /// the close reason names the timeout the way the workers read it.
