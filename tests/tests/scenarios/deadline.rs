@@ -229,6 +229,48 @@ async fn a_deadline_shorter_than_configured_is_learned_from_the_broker() {
     fleet.cleanup().await;
 }
 
+/// Redis away for longer than a lease and the recovery's confirmation together (12 s against
+/// 3 s + 5 s), for the dispatcher and both workers, while a handed-over task runs: nobody can
+/// renew or recover meanwhile, and once Redis is back the owner renews before recovery takes
+/// the task, so it runs once and is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_longer_than_the_lease_moves_no_task() {
+    let node = RabbitNode::start(DEADLINE, Duration::from_secs(1)).await;
+    let url = node.amqp_url();
+    let proxy = tests::Proxy::start("127.0.0.1:6379").await;
+    let redis_url = format!("redis://{}/", proxy.addr);
+    let mut fleet = Fleet::new(|c| {
+        c.connections.amqp_url = url.clone();
+        c.connections.redis_url = redis_url.clone();
+        c.consumer_timeout = DEADLINE;
+        c.lease = Duration::from_secs(3);
+        set_param(c, "object_detection", "synthetic_secs", json!(20.0));
+    })
+    .await;
+    fleet.start_dispatcher().await;
+    let b = Backends::Synthetic { scale: 1.0 };
+    let (m1, _) = fleet.start_worker(StageClass::Gpu, "gpu-1", b).await;
+    let (m2, _) = fleet.start_worker(StageClass::Gpu, "gpu-2", b).await;
+    let id = fleet
+        .submit(json!({"video": "/v/outage.mp4", "analyzers": ["object_detection"]}))
+        .await;
+    eventually(Duration::from_secs(30), "the hand-over", || async {
+        (lease_events(&m1, "handed over") + lease_events(&m2, "handed over") == 1).then_some(())
+    })
+    .await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    proxy.restore();
+    let o = fleet.wait_completed(&id, Duration::from_secs(60)).await;
+    let o = &o["object_detection"];
+    assert_eq!(o.status, OutcomeStatus::Ok, "{o:?}");
+    let runs = started(&m1, "object_detection") + started(&m2, "object_detection");
+    assert_eq!(runs, 1, "the task ran {runs} times");
+    let lost = lease_events(&m1, "lost") + lease_events(&m2, "lost");
+    assert_eq!(lost, 0, "no worker lost the lease");
+    fleet.cleanup().await;
+}
+
 /// What the short deadline does on this broker, so the scenarios above test what they claim:
 /// a delivery left unacked past `consumer_timeout` has its channel closed within a tick, and
 /// the close reason names the timeout the way the workers read it.
