@@ -41,6 +41,9 @@ export FLEET_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
 export FLEET_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 export FLEET_PREFIX="${FLEET_PREFIX:-gpu}"
 export FLEET_MEDIA_LOCAL_ROOTS="${FLEET_MEDIA_LOCAL_ROOTS:-$RUN/media}"
+# Workers load and warm their models before taking work (the first job of a fresh fleet paid
+# 27-38 s of loads on the H200 otherwise); PRELOAD=0 measures the cold path.
+export FLEET_PRELOAD_MODELS="${PRELOAD:-1}"
 mkdir -p "$RUN" "$OUT" "$RUN/media"
 log() { echo "[$(date +%T)] gpu-run: $*" >&2; }
 die() { log "$*"; exit 1; }
