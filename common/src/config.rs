@@ -44,24 +44,8 @@ pub mod env {
     pub const RABBITMQ_API: &str = "FLEET_RABBITMQ_API";
 }
 
-/// The stages a task can be queued on; their order is the seed's order.
-pub const STAGES: [&str; 5] = ["stage1", "stage2", "stage3", "stage4", "cpu"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageClass {
-    Gpu,
-    Cpu,
-}
-
-impl fmt::Display for StageClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StageClass::Gpu => "gpu",
-            StageClass::Cpu => "cpu",
-        })
-    }
-}
+// Part of the config's vocabulary; defined in `stage`, which `topology` shares.
+pub use crate::stage::{STAGES, StageClass};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageConfig {

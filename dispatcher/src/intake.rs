@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use common::backoff;
-use common::broker::{dead_letter_props, delivery_count, minimal_dead_letter_props};
+use common::broker::{dead_letter_props, minimal_dead_letter_props};
 use common::codec;
+use common::headers::{FIRST_DEATH_QUEUE_HEADER, delivery_count, header_str};
 use common::ids::check_id;
 use common::message::{OutcomeNotice, TaskMessage};
 use common::telemetry::TraceContext;
@@ -198,7 +199,7 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
 }
 
 fn first_death_queue(props: &lapin::BasicProperties) -> Option<String> {
-    common::broker::header_str(props, "x-first-death-queue")
+    header_str(props, FIRST_DEATH_QUEUE_HEADER)
 }
 
 /// Sends a message that can never be processed to `{p}.dlq` with the reason (bounded), then

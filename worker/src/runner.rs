@@ -11,11 +11,10 @@ use std::time::Instant;
 
 use backon::Retryable;
 use common::backoff::{self, Backoff};
-use common::broker::{
-    Broker, dead_letter_props, delivery_count, minimal_dead_letter_props, persistent,
-};
+use common::broker::{Broker, dead_letter_props, minimal_dead_letter_props, persistent};
 use common::codec::{self, MSGPACK};
 use common::config::FleetConfig;
+use common::headers::delivery_count;
 use common::ids::check_id;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
