@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::headers::{HEADERS_DROPPED_HEADER, REASON_HEADER, set_header};
+use crate::retry::{Classify, Fault};
 use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,17 @@ pub enum BrokerError {
     Closed(String),
     #[error("shutting down")]
     Cancelled,
+}
+
+/// Every broker error is transient: none of them says anything about the message that a
+/// later try could not change (the connection or channel died, the broker refused under
+/// load, a queue is missing until the topology is declared again). The one error a message
+/// causes itself, headers too large for a frame, is met where it can happen: a dead-letter
+/// publish retries without the original headers ([`minimal_dead_letter_props`]).
+impl Classify for BrokerError {
+    fn fault(&self) -> Fault {
+        Fault::Transient
+    }
 }
 
 struct Live {

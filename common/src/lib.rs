@@ -13,6 +13,8 @@
 //! - `redis_conn`: the Redis connection; every command bounded in time, the reconnect's wait included.
 //! - `store`: the Redis layout (`{prefix}:job:{id}` ...) and its operations.
 //! - `backoff`: the one retry/backoff policy type ([`backoff::RECONNECT`]); its cap holds with jitter.
+//! - `retry`: the one retry helper for a step made while a message is held ([`retry::hold`]);
+//!   errors say whether they are transient or permanent ([`retry::Classify`]).
 //! - `headers`: the AMQP header vocabulary (names, reading a header whoever wrote it).
 //! - `broker`: a reconnecting AMQP handle with publisher confirms.
 //! - `consume`: a supervised consumer (reconnect with backoff, per-delivery tasks, drain on shutdown).
@@ -32,6 +34,7 @@ pub mod ids;
 pub mod message;
 pub mod metrics;
 pub mod redis_conn;
+pub mod retry;
 pub mod stage;
 pub mod store;
 pub mod telemetry;
