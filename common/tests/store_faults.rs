@@ -24,6 +24,13 @@ async fn store() -> (Store, redis::aio::MultiplexedConnection) {
     (store, raw)
 }
 
+/// Keys the test wrote itself expire soon, even when an assertion ends the test early.
+async fn forget(raw: &mut redis::aio::MultiplexedConnection, keys: &[String]) {
+    for k in keys {
+        let () = raw.expire(k, 300).await.unwrap();
+    }
+}
+
 fn permanent<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>) -> String {
     let e = r.expect_err(what);
     assert_eq!(e.fault(), Fault::Permanent, "{what}: {e}");
@@ -65,11 +72,13 @@ async fn corrupt_records_are_permanent_errors() {
         .await
         .unwrap();
     permanent("job view", store.job_view(id, &["b"], 2, 1).await);
+    forget(&mut raw, &[store.results_key(id), store.job_key(id)]).await;
 
     // Keys of the wrong type: Redis answers WRONGTYPE, in a pipeline and in a script too.
     let other = "job-wrongtype";
     let () = raw.set(store.results_key(other), "x").await.unwrap();
     let () = raw.set(store.job_key(other), "x").await.unwrap();
+    forget(&mut raw, &[store.results_key(other), store.job_key(other)]).await;
     let e = permanent("pipelined read", store.task_state(other, "a").await);
     assert!(e.contains("WRONGTYPE"), "{e}");
     permanent(

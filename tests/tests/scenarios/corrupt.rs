@@ -50,6 +50,13 @@ async fn redis() -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Keys the test wrote itself expire soon, even when an assertion skips the cleanup.
+async fn forget(raw: &mut redis::aio::MultiplexedConnection, keys: &[String]) {
+    for k in keys {
+        let () = raw.expire(k, 300).await.unwrap();
+    }
+}
+
 fn task(job_id: &str, analyzer: &str) -> Vec<u8> {
     codec::encode(&TaskMessage {
         v: SCHEMA_VERSION,
@@ -113,6 +120,8 @@ async fn a_task_meeting_a_corrupt_record_is_dead_lettered_with_the_reason() {
         .await
         .unwrap();
     let () = raw.set(store.results_key(two), "x").await.unwrap();
+    let written = [one, two].map(|id| [store.job_key(id), store.results_key(id)]);
+    forget(&mut raw, &written.concat()).await;
     let queue = fleet.topology().stage_queue("cpu");
     let mut published = Vec::new();
     for id in [one, two] {
@@ -167,6 +176,7 @@ async fn a_notice_for_a_corrupt_job_record_is_dead_lettered_and_the_dispatcher_g
         )
         .await
         .unwrap();
+    forget(&mut raw, &[store.job_key(id)]).await;
     let notice = codec::encode(&OutcomeNotice {
         v: SCHEMA_VERSION,
         job_id: id.into(),
