@@ -37,7 +37,7 @@ pub trait Classify {
 
 /// How a held step ended.
 #[derive(Debug)]
-pub enum Held<T, E> {
+pub enum Retried<T, E> {
     Done(T),
     /// The step failed with a permanent error: dead-letter the message with it.
     Permanent(E),
@@ -53,7 +53,7 @@ pub async fn hold<T, E, Fut, F>(
     what: &str,
     cancel: &CancellationToken,
     step: F,
-) -> Held<T, E>
+) -> Retried<T, E>
 where
     E: Classify + Display,
     Fut: Future<Output = Result<T, E>>,
@@ -68,12 +68,12 @@ where
         });
     tokio::select! {
         r = retried => match r {
-            Ok(v) => Held::Done(v),
+            Ok(v) => Retried::Done(v),
             // Only a permanent error ends a retry without a limit on attempts; the caller
             // logs it with what it does about it.
-            Err(e) => Held::Permanent(e),
+            Err(e) => Retried::Permanent(e),
         },
-        _ = cancel.cancelled() => Held::Cancelled,
+        _ = cancel.cancelled() => Retried::Cancelled,
     }
 }
 
@@ -111,20 +111,23 @@ mod tests {
             }
         })
         .await;
-        assert!(matches!(r, Held::Done(5)), "{r:?}");
+        assert!(matches!(r, Retried::Done(5)), "{r:?}");
     }
 
     #[tokio::test]
     async fn a_permanent_error_ends_the_retry_at_once() {
         let tries = AtomicU32::new(0);
-        let r: Held<(), E> = hold(FAST, "test", &CancellationToken::new(), || async {
+        let r: Retried<(), E> = hold(FAST, "test", &CancellationToken::new(), || async {
             match tries.fetch_add(1, Ordering::SeqCst) {
                 0 => Err(E(Fault::Transient)),
                 _ => Err(E(Fault::Permanent)),
             }
         })
         .await;
-        assert!(matches!(r, Held::Permanent(E(Fault::Permanent))), "{r:?}");
+        assert!(
+            matches!(r, Retried::Permanent(E(Fault::Permanent))),
+            "{r:?}"
+        );
         assert_eq!(tries.load(Ordering::SeqCst), 2);
     }
 
@@ -136,8 +139,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             later.cancel();
         });
-        let r: Held<(), E> =
+        let r: Retried<(), E> =
             hold(FAST, "test", &cancel, || async { Err(E(Fault::Transient)) }).await;
-        assert!(matches!(r, Held::Cancelled), "{r:?}");
+        assert!(matches!(r, Retried::Cancelled), "{r:?}");
     }
 }

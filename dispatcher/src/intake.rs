@@ -15,7 +15,7 @@ use common::codec;
 use common::headers::{FIRST_DEATH_QUEUE_HEADER, delivery_count, header_str};
 use common::ids::check_id;
 use common::message::{OutcomeNotice, TaskMessage};
-use common::retry::{self, Classify, Held};
+use common::retry::{self, Classify, Retried};
 use common::telemetry::TraceContext;
 use common::text::escaped;
 use lapin::message::Delivery;
@@ -31,7 +31,7 @@ pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 /// One step of a message's handling, retried while the message is held: transient errors
 /// until the step works or the dispatcher's work is cancelled (then the message is left
 /// unacked and goes back to the queue), permanent ones not at all.
-async fn held<T, E, Fut>(core: &Core, what: &str, step: impl FnMut() -> Fut) -> Held<T, E>
+async fn held<T, E, Fut>(core: &Core, what: &str, step: impl FnMut() -> Fut) -> Retried<T, E>
 where
     E: Classify + std::fmt::Display,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -66,15 +66,17 @@ pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
     let caller = amqp_caller(&core, &d);
     let submit = || core.submit(req.clone(), id_hint.clone(), &caller, trace.clone());
     match held(&core, "submit", submit).await {
-        Held::Done(s) => {
+        Retried::Done(s) => {
             tracing::debug!(job_id = %s.job_id, created = s.created, "intake message handled");
             ack(d).await;
         }
-        Held::Permanent(SubmitError::Invalid(reason)) => {
+        Retried::Permanent(SubmitError::Invalid(reason)) => {
             dead_letter(&core, d, &format!("rejected job request: {reason}")).await
         }
-        Held::Permanent(e) => dead_letter(&core, d, &format!("job request not handled: {e}")).await,
-        Held::Cancelled => {}
+        Retried::Permanent(e) => {
+            dead_letter(&core, d, &format!("job request not handled: {e}")).await
+        }
+        Retried::Cancelled => {}
     }
 }
 
@@ -119,15 +121,15 @@ pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
     async {
         let advance = || core.advance_after(&notice.job_id, &notice.analyzer);
         match held(&core, "advance", advance).await {
-            Held::Done(()) => ack(d).await,
-            Held::Permanent(e) => {
+            Retried::Done(()) => ack(d).await,
+            Retried::Permanent(e) => {
                 let reason = format!(
                     "outcome notice for job {} analyzer {} not handled: {e}",
                     notice.job_id, notice.analyzer
                 );
                 dead_letter(&core, d, &reason).await
             }
-            Held::Cancelled => {}
+            Retried::Cancelled => {}
         }
     }
     .instrument(span)
@@ -170,7 +172,7 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
                 })
                 .await
             }
-            _ => Held::Done(()),
+            _ => Retried::Done(()),
         }
     } else {
         match codec::decode::<TaskMessage>(&d.data) {
@@ -184,18 +186,18 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
                 })
                 .await
             }
-            _ => Held::Done(()),
+            _ => Retried::Done(()),
         }
     };
     match done {
-        Held::Done(()) => ack(d).await,
+        Retried::Done(()) => ack(d).await,
         // The broker put a copy of this message in `{p}.dlq` already: say why it stays
         // unrecorded, and let it go.
-        Held::Permanent(e) => {
+        Retried::Permanent(e) => {
             tracing::error!(queue = %from_queue, error = %e, "dead-lettered message not recorded; it stays in the dead-letter queue");
             ack(d).await
         }
-        Held::Cancelled => {}
+        Retried::Cancelled => {}
     }
 }
 
@@ -219,7 +221,7 @@ pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
         async move { broker.publish("", dlq, data, props).await }
     };
     match held(core, "dead-letter", publish).await {
-        Held::Done(()) => {
+        Retried::Done(()) => {
             core.metrics
                 .dead_lettered
                 .get_or_create(&common::metrics::ReasonLabels {
@@ -229,10 +231,10 @@ pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
             ack(d).await;
         }
         // Left unacked: redelivered up to the delivery limit, then the broker dead-letters it.
-        Held::Permanent(e) => {
+        Retried::Permanent(e) => {
             tracing::error!(error = %e, "could not dead-letter a message; leaving it to the broker")
         }
-        Held::Cancelled => {}
+        Retried::Cancelled => {}
     }
 }
 

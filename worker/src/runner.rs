@@ -18,7 +18,7 @@ use common::headers::delivery_count;
 use common::ids::check_id;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
-use common::retry::{self, Classify, Held};
+use common::retry::{self, Classify, Retried};
 use common::telemetry::TraceContext;
 use common::{Store, now_ms};
 use lapin::message::Delivery;
@@ -55,7 +55,7 @@ pub struct Shared {
 /// Retries an infrastructure step (Redis, broker) while the delivery is held: transient
 /// errors until it works or the grace period ends (`Cancelled`: leave the delivery unacked so
 /// the broker requeues it), permanent ones not at all (the caller dead-letters the task).
-async fn persist<T, E, F>(w: &Shared, what: &str, step: impl FnMut() -> F) -> Held<T, E>
+async fn persist<T, E, F>(w: &Shared, what: &str, step: impl FnMut() -> F) -> Retried<T, E>
 where
     E: Classify + std::fmt::Display,
     F: std::future::Future<Output = Result<T, E>>,
@@ -114,9 +114,9 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         w.store.task_state(&task.job_id, &task.analyzer)
     });
     let (job_exists, existing) = match read.await {
-        Held::Done(state) => state,
-        Held::Permanent(e) => return reject(&w, d, &format!("task not run: {e}")).await,
-        Held::Cancelled => return,
+        Retried::Done(state) => state,
+        Retried::Permanent(e) => return reject(&w, d, &format!("task not run: {e}")).await,
+        Retried::Cancelled => return,
     };
     if existing.is_none() && !job_exists {
         // The job's record is gone (expired, deleted, or Redis lost its data): nobody can
@@ -166,11 +166,11 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         w.store.put_outcome(&task.job_id, &task.analyzer, &outcome)
     });
     let stored = match put.instrument(store).await {
-        Held::Done(stored) => stored,
-        Held::Permanent(e) => {
+        Retried::Done(stored) => stored,
+        Retried::Permanent(e) => {
             return reject(&w, d, &format!("outcome of the task not stored: {e}")).await;
         }
-        Held::Cancelled => return,
+        Retried::Cancelled => return,
     };
     if stored {
         w.metrics
@@ -235,9 +235,11 @@ async fn run_task(
         w.store.outcomes_of(&task.job_id, &task.inputs)
     });
     let inputs = match read.await {
-        Held::Done(inputs) => inputs,
-        Held::Permanent(e) => return Err(format!("task not run: its inputs are unreadable: {e}")),
-        Held::Cancelled => return Ok(None),
+        Retried::Done(inputs) => inputs,
+        Retried::Permanent(e) => {
+            return Err(format!("task not run: its inputs are unreadable: {e}"));
+        }
+        Retried::Cancelled => return Ok(None),
     };
     let deps: std::collections::BTreeMap<String, serde_json::Value> = inputs
         .into_iter()
@@ -355,7 +357,7 @@ async fn requeue_copy(w: &Shared, d: &Delivery) {
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     TraceContext::current().inject(&mut headers);
     let props = d.properties.clone().with_headers(headers);
-    if let Held::Done(()) = persist(w, "requeue", || {
+    if let Retried::Done(()) = persist(w, "requeue", || {
         w.broker.publish("", &queue, &d.data, props.clone())
     })
     .await
@@ -391,7 +393,7 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
     })
     .instrument(span)
     .await;
-    matches!(sent, Held::Done(()))
+    matches!(sent, Retried::Done(()))
 }
 
 /// A task message that can never run (malformed, or meeting a permanent error such as a
@@ -402,7 +404,7 @@ async fn reject(w: &Shared, d: Delivery, reason: &str) {
     let minimal = minimal_dead_letter_props(&d.properties, reason);
     let dlq = w.broker.topology().dlq();
     let tries = AtomicU32::new(0);
-    if let Held::Done(()) = persist(w, "dead-letter", || {
+    if let Retried::Done(()) = persist(w, "dead-letter", || {
         let first = tries.fetch_add(1, Ordering::Relaxed) == 0;
         let props = if first { full.clone() } else { minimal.clone() };
         let (broker, dlq, data) = (&w.broker, &dlq, &d.data);
