@@ -2,6 +2,8 @@
 //! per-stage concurrency that raise throughput within the GPU memory budget.
 //!
 //! Layout:
+//! - `workload`: the one workload model of a config (stages, analyzers, dependency closure),
+//!   shared with the benchmarks' simulation.
 //! - `search`: the model (pipelined bound, worst-case memory, slot cap) and the heuristic; pure.
 //! - `exact`: exhaustive search for small problems, branch and bound for the rest; pure.
 //! - `write`: the proposal as a complete fleet.toml (the original, edited, with comments).
@@ -18,6 +20,7 @@ pub mod exact;
 /// the benchmark model's tests (figures that must stay exact whatever config/fleet.toml says).
 pub mod fixtures;
 pub mod search;
+pub mod workload;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -126,26 +129,14 @@ pub fn problem(
     budget_gb: Option<f64>,
     max_gpu_slots: Option<u32>,
 ) -> anyhow::Result<Problem> {
-    let stages: Vec<StageSlot> = common::config::STAGES
+    let secs: BTreeMap<String, f64> = measured
         .iter()
-        .filter_map(|s| config.stage(s))
-        .map(|s| StageSlot {
-            name: s.name.clone(),
-            class: s.class,
-            concurrency: u32::from(s.concurrency),
-        })
+        .map(|(name, m)| (name.clone(), m.mean_secs))
         .collect();
-    let items = config
-        .enabled_analyzers()
-        .map(|a| Item {
-            name: a.name.clone(),
-            stage: a.stage.clone(),
-            secs: measured
-                .get(&a.name)
-                .map_or(a.expected_secs, |m| m.mean_secs),
-            mem_gb: a.gpu_memory_gb,
-        })
-        .collect();
+    let workload::Workload {
+        stages,
+        analyzers: items,
+    } = workload::Workload::from_config(config).measured(&secs);
     let budget_gb = match budget_gb {
         Some(b) => b,
         None => budget_from(&config.gpu.critical, config.gpu.memory_total_gb)?,

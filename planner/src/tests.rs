@@ -146,7 +146,9 @@ fn random_problem(rng: &mut Lcg, n: usize) -> Problem {
             name: format!("a{i}"),
             stage: format!("stage{}", 1 + (rng.next() * 4.0) as usize),
             secs: (rng.next() * 100.0).round() + 1.0,
-            mem_gb: [0.5, 1.0, 2.0, 3.0, 8.0, 16.0][(rng.next() * 6.0) as usize],
+            gpu_memory_gb: [0.5, 1.0, 2.0, 3.0, 8.0, 16.0][(rng.next() * 6.0) as usize],
+            needs: vec![],
+            uses: vec![],
         })
         .collect();
     Problem {

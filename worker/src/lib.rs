@@ -4,12 +4,14 @@
 //! - `analyzer`: the one trait every analyzer implements, and its task context.
 //! - `analyzers`: the registry (name → implementation) and the families (synthetic, signal, models).
 //! - `runner`: one task from delivery to ack (dedupe, retries, store, notify).
+//! - `residency`: the GPU worker's model-residency policy, following the memory guard.
 //! - `health`: `/healthz`, `/readyz`, `/metrics`.
 #![forbid(unsafe_code)]
 
 pub mod analyzer;
 pub mod analyzers;
 pub mod health;
+pub mod residency;
 pub mod runner;
 pub mod settings;
 

@@ -11,14 +11,14 @@ use std::time::Instant;
 
 use backon::Retryable;
 use common::backoff::{self, Backoff};
-use common::broker::{
-    Broker, dead_letter_props, delivery_count, minimal_dead_letter_props, persistent,
-};
+use common::broker::{Broker, dead_letter_props, minimal_dead_letter_props, persistent};
 use common::codec::{self, MSGPACK};
 use common::config::FleetConfig;
+use common::headers::delivery_count;
 use common::ids::check_id;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
+use common::retry::{self, Classify, Retried};
 use common::telemetry::TraceContext;
 use common::{Store, now_ms};
 use lapin::message::Delivery;
@@ -52,32 +52,15 @@ pub struct Shared {
     pub work_cancel: CancellationToken,
 }
 
-enum Step<T> {
-    Done(T),
-    /// Shutdown: leave the delivery unacked so the broker requeues it.
-    Abandon,
-}
-
-/// Retries an infrastructure step (Redis, broker) until it works or the grace period ends.
-async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
-    w: &Shared,
-    what: &str,
-    mut step: impl FnMut() -> F,
-) -> Step<T> {
-    let mut delays = backoff::INFRA_STEP.delays();
-    loop {
-        match step().await {
-            Ok(v) => return Step::Done(v),
-            Err(e) => {
-                let delay = delays.next().unwrap_or(backoff::INFRA_STEP.cap);
-                tracing::warn!(error = %e, what, retry_in = ?delay, "infrastructure error; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = w.work_cancel.cancelled() => return Step::Abandon,
-                }
-            }
-        }
-    }
+/// Retries an infrastructure step (Redis, broker) while the delivery is held: transient
+/// errors until it works or the grace period ends (`Cancelled`: leave the delivery unacked so
+/// the broker requeues it), permanent ones not at all (the caller dead-letters the task).
+async fn persist<T, E, F>(w: &Shared, what: &str, step: impl FnMut() -> F) -> Retried<T, E>
+where
+    E: Classify + std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    retry::hold(backoff::INFRA_STEP, what, &w.work_cancel, step).await
 }
 
 pub async fn handle(w: Arc<Shared>, stage: String, d: Delivery) {
@@ -127,12 +110,13 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         r = accepting.wait_for(|ok| *ok) => if r.is_err() { return },
         _ = w.shutdown.cancelled() => return,
     }
-    let Step::Done((job_exists, existing)) = persist(&w, "read outcome", || {
+    let read = persist(&w, "read outcome", || {
         w.store.task_state(&task.job_id, &task.analyzer)
-    })
-    .await
-    else {
-        return;
+    });
+    let (job_exists, existing) = match read.await {
+        Retried::Done(state) => state,
+        Retried::Permanent(e) => return reject(&w, d, &format!("task not run: {e}")).await,
+        Retried::Cancelled => return,
     };
     if existing.is_none() && !job_exists {
         // The job's record is gone (expired, deleted, or Redis lost its data): nobody can
@@ -165,7 +149,11 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
     in_flight.inc();
     let outcome = run_task(&w, &task, &stage, &d).await;
     in_flight.dec();
-    let Some(outcome) = outcome else { return };
+    let outcome = match outcome {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => return,
+        Err(reason) => return reject(&w, d, &reason).await,
+    };
     span.record("outcome", outcome.status.as_str());
 
     let store = tracing::info_span!(
@@ -174,13 +162,15 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
         analyzer = %task.analyzer,
         outcome = outcome.status.as_str()
     );
-    let Step::Done(stored) = persist(&w, "store outcome", || {
+    let put = persist(&w, "store outcome", || {
         w.store.put_outcome(&task.job_id, &task.analyzer, &outcome)
-    })
-    .instrument(store)
-    .await
-    else {
-        return;
+    });
+    let stored = match put.instrument(store).await {
+        Retried::Done(stored) => stored,
+        Retried::Permanent(e) => {
+            return reject(&w, d, &format!("outcome of the task not stored: {e}")).await;
+        }
+        Retried::Cancelled => return,
     };
     if stored {
         w.metrics
@@ -202,9 +192,15 @@ async fn handle_task(w: Arc<Shared>, stage: String, d: Delivery) {
     }
 }
 
-/// Runs the analyzer with retries. `None`: leave the message unacked (shutdown) or it was
-/// requeued (out of GPU memory).
-async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> Option<Outcome> {
+/// Runs the analyzer with retries. `Ok(None)`: leave the message unacked (shutdown) or it was
+/// requeued (out of GPU memory). `Err`: the task cannot run (a permanent infrastructure
+/// error); dead-letter it with this reason.
+async fn run_task(
+    w: &Shared,
+    task: &TaskMessage,
+    stage: &str,
+    d: &Delivery,
+) -> Result<Option<Outcome>, String> {
     let cfg = w.config.analyzers.get(&task.analyzer);
     let started_at_ms = now_ms();
     let started = Instant::now();
@@ -226,15 +222,24 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
             "no implementation of analyzer {:?} on worker {} (is it in config/fleet.toml?)",
             task.analyzer, w.name
         );
-        return Some(done(OutcomeStatus::Failed, None, Some(e), 0, "none".into()));
+        return Ok(Some(done(
+            OutcomeStatus::Failed,
+            None,
+            Some(e),
+            0,
+            "none".into(),
+        )));
     };
     let backend = analyzer.backend().label();
-    let Step::Done(inputs) = persist(w, "read inputs", || {
+    let read = persist(w, "read inputs", || {
         w.store.outcomes_of(&task.job_id, &task.inputs)
-    })
-    .await
-    else {
-        return None;
+    });
+    let inputs = match read.await {
+        Retried::Done(inputs) => inputs,
+        Retried::Permanent(e) => {
+            return Err(format!("task not run: its inputs are unreadable: {e}"));
+        }
+        Retried::Cancelled => return Ok(None),
     };
     let deps: std::collections::BTreeMap<String, serde_json::Value> = inputs
         .into_iter()
@@ -282,11 +287,11 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         });
     let result = tokio::select! {
         r = runs => r,
-        _ = task_cancel.cancelled() => return None,
+        _ = task_cancel.cancelled() => return Ok(None),
     };
     if task_cancel.is_cancelled() {
         // Grace period over mid-run: the task goes back to the queue unrecorded.
-        return None;
+        return Ok(None);
     }
     let attempts = attempts.load(Ordering::SeqCst);
     w.metrics
@@ -294,7 +299,7 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     let total_attempts = prior_runs + attempts;
-    Some(match result {
+    Ok(Some(match result {
         Ok(v) => done(OutcomeStatus::Ok, Some(v), None, total_attempts, backend),
         Err(AnalyzerError::Skipped(e)) => done(
             OutcomeStatus::Skipped,
@@ -320,9 +325,9 @@ async fn run_task(w: &Shared, task: &TaskMessage, stage: &str, d: &Delivery) -> 
         Err(AnalyzerError::Requeue(e)) => {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, error = %e, "resource shortage; requeueing");
             requeue_copy(w, d).await;
-            return None;
+            return Ok(None);
         }
-    })
+    }))
 }
 
 /// Tells the job's media which frame specs this worker's analyzers of the job will ask for,
@@ -352,7 +357,7 @@ async fn requeue_copy(w: &Shared, d: &Delivery) {
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     TraceContext::current().inject(&mut headers);
     let props = d.properties.clone().with_headers(headers);
-    if let Step::Done(()) = persist(w, "requeue", || {
+    if let Retried::Done(()) = persist(w, "requeue", || {
         w.broker.publish("", &queue, &d.data, props.clone())
     })
     .await
@@ -388,18 +393,18 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
     })
     .instrument(span)
     .await;
-    matches!(sent, Step::Done(()))
+    matches!(sent, Retried::Done(()))
 }
 
-/// A task message that can never run goes to `{p}.dlq` with the reason (bounded); then it
-/// is acked. After a failed try with the original headers, the rest go without them.
+/// A task message that can never run (malformed, or meeting a permanent error such as a
+/// corrupt record) goes to `{p}.dlq` with the reason (bounded); then it is acked. After a failed try with the original headers, the rest go without them.
 async fn reject(w: &Shared, d: Delivery, reason: &str) {
     tracing::warn!(reason = %common::text::escaped(reason), "dead-lettering a task message");
     let full = dead_letter_props(&d.properties, reason);
     let minimal = minimal_dead_letter_props(&d.properties, reason);
     let dlq = w.broker.topology().dlq();
     let tries = AtomicU32::new(0);
-    if let Step::Done(()) = persist(w, "dead-letter", || {
+    if let Retried::Done(()) = persist(w, "dead-letter", || {
         let first = tries.fetch_add(1, Ordering::Relaxed) == 0;
         let props = if first { full.clone() } else { minimal.clone() };
         let (broker, dlq, data) = (&w.broker, &dlq, &d.data);
