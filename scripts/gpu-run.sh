@@ -41,6 +41,9 @@ export FLEET_AMQP_URL="amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f"
 export FLEET_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/"
 export FLEET_PREFIX="${FLEET_PREFIX:-gpu}"
 export FLEET_MEDIA_LOCAL_ROOTS="${FLEET_MEDIA_LOCAL_ROOTS:-$RUN/media}"
+# Workers load and warm their models before taking work (the first job of a fresh fleet paid
+# 27-38 s of loads on the H200 otherwise); PRELOAD=0 measures the cold path.
+export FLEET_PRELOAD_MODELS="${PRELOAD:-1}"
 mkdir -p "$RUN" "$OUT" "$RUN/media"
 log() { echo "[$(date +%T)] gpu-run: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -252,7 +255,34 @@ run_config() {
     fi
     sed "s/^decode_memory_bytes = .*/decode_memory_bytes = ${DECODE_BYTES:-8589934592}/" \
         "$ROOT/config/fleet.toml" > "$RUN/fleet.toml"
+    # NVDEC's CUDA context maps far more address space than ffmpeg's 2 GiB limit allows.
+    sed -i "/^\[media\]/a ffmpeg_memory_bytes = ${FFMPEG_MEMORY_BYTES:-0}" "$RUN/fleet.toml"
+    operator_models "$RUN/fleet.toml"
     echo "$RUN/fleet.toml"
+}
+
+# OPERATOR_MODELS=DIR: the seed's heavy models instead of the shipped light ones, from the
+# exports of scripts/bench/gpu_python.py (random weights: their timings are real, their
+# detections are not): YOLOv8x for object_detection, YOLOv8s for product_detection,
+# SegFormer-b2 for background_segmentation, each with its FP16 twin where there is one.
+operator_models() {
+    local dir=${OPERATOR_MODELS:-} cfg=$1 a m f
+    [ -n "$dir" ] || return 0
+    for pair in object_detection:yolov8x product_detection:yolov8s background_segmentation:segformer-b2; do
+        a=${pair%%:*} m=${pair#*:} f=$dir/$m.onnx
+        [ -f "$f" ] || { log "no $f: $a keeps its shipped model"; continue; }
+        grep -q "^\[analyzers\.$a\.params\]" "$cfg" && die "$a already has a params table"
+        {
+            echo "[analyzers.$a.params]"
+            echo "model = \"$f\""
+            echo "sha256 = \"$(sha256sum "$f" | cut -c1-64)\""
+            if [ -f "$dir/$m.fp16.onnx" ]; then
+                echo "model_fp16 = \"$dir/$m.fp16.onnx\""
+                echo "model_fp16_sha256 = \"$(sha256sum "$dir/$m.fp16.onnx" | cut -c1-64)\""
+            fi
+        } >> "$cfg"
+        log "$a runs $m (operator export, random weights)"
+    done
 }
 
 plan() {

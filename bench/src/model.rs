@@ -5,134 +5,17 @@
 //! dependency of it (`needs` and `uses` inside the job) is final, in the dispatcher's plan
 //! order (analyzer names, sorted). That is what the fleet does, minus messaging overhead, so
 //! the simulation is the prediction the benchmarks compare against. Pure functions, no I/O.
+//! The workload itself ([`Workload`]: stages, analyzers, the dependency closure) is the
+//! planner's model, shared.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
-use common::config::{FleetConfig, STAGES, StageClass};
+use common::config::StageClass;
+// The one workload model of a config is the planner's; this module only simulates it.
+pub use planner::workload::{Analyzer, Stage, Workload};
 
 /// Tolerance for comparing simulated times (seconds).
 const EPS: f64 = 1e-9;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Stage {
-    pub name: String,
-    pub class: StageClass,
-    pub concurrency: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Analyzer {
-    pub name: String,
-    pub stage: String,
-    /// Seconds one run holds its slot.
-    pub secs: f64,
-    pub gpu_memory_gb: f64,
-    pub needs: Vec<String>,
-    pub uses: Vec<String>,
-}
-
-/// The enabled analyzers of a config and its stages, in the seed's stage order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Workload {
-    pub stages: Vec<Stage>,
-    /// Sorted by name: the dispatcher's plan order.
-    pub analyzers: Vec<Analyzer>,
-}
-
-impl Workload {
-    pub fn from_config(config: &FleetConfig) -> Self {
-        let stages = STAGES
-            .iter()
-            .filter_map(|s| config.stage(s))
-            .map(|s| Stage {
-                name: s.name.clone(),
-                class: s.class,
-                concurrency: u32::from(s.concurrency),
-            })
-            .collect();
-        let analyzers = config
-            .enabled_analyzers()
-            .map(|a| Analyzer {
-                name: a.name.clone(),
-                stage: a.stage.clone(),
-                secs: a.expected_secs,
-                gpu_memory_gb: a.gpu_memory_gb,
-                needs: a.needs.clone(),
-                uses: a.uses.clone(),
-            })
-            .collect();
-        Workload { stages, analyzers }
-    }
-
-    /// Every analyzer's time multiplied by `k` (the synthetic scale).
-    pub fn scaled(&self, k: f64) -> Self {
-        let mut w = self.clone();
-        for a in &mut w.analyzers {
-            a.secs *= k;
-        }
-        w
-    }
-
-    pub fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.name == name)
-    }
-
-    pub fn analyzer(&self, name: &str) -> Option<&Analyzer> {
-        self.analyzers.iter().find(|a| a.name == name)
-    }
-
-    /// Seconds of analyzer work one video puts on each stage (stages in order).
-    pub fn stage_work(&self) -> Vec<(String, f64)> {
-        self.stages
-            .iter()
-            .map(|s| {
-                (
-                    s.name.clone(),
-                    self.analyzers
-                        .iter()
-                        .filter(|a| a.stage == s.name)
-                        .map(|a| a.secs)
-                        .sum(),
-                )
-            })
-            .collect()
-    }
-
-    /// Seconds per video each stage needs when videos stream through: work ÷ concurrency.
-    pub fn stage_secs_per_video(&self) -> Vec<(String, f64)> {
-        self.stage_work()
-            .into_iter()
-            .map(|(s, w)| {
-                let c = self.stage(&s).map_or(1, |s| s.concurrency.max(1));
-                (s, w / f64::from(c))
-            })
-            .collect()
-    }
-
-    /// The pipelined throughput bound: the slowest stage's seconds per video, and that stage.
-    pub fn bottleneck(&self) -> (String, f64) {
-        self.stage_secs_per_video()
-            .into_iter()
-            .fold((String::new(), 0.0), |best, (s, t)| {
-                if t > best.1 + EPS { (s, t) } else { best }
-            })
-    }
-
-    /// The analyzers a job runs when `requested` is asked for: plus their hard needs,
-    /// transitively (what the dispatcher does), sorted.
-    pub fn resolve(&self, requested: &[String]) -> Vec<String> {
-        let mut set = BTreeSet::new();
-        let mut stack: Vec<String> = requested.to_vec();
-        while let Some(n) = stack.pop() {
-            if let Some(a) = self.analyzer(&n)
-                && set.insert(n)
-            {
-                stack.extend(a.needs.iter().cloned());
-            }
-        }
-        set.into_iter().collect()
-    }
-}
 
 /// One job of a simulation or a benchmark driver.
 #[derive(Debug, Clone, PartialEq)]

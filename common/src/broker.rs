@@ -17,6 +17,8 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
+use crate::headers::{HEADERS_DROPPED_HEADER, REASON_HEADER, set_header};
+use crate::retry::{Classify, Fault};
 use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,17 @@ pub enum BrokerError {
     Closed(String),
     #[error("shutting down")]
     Cancelled,
+}
+
+/// Every broker error is transient: none of them says anything about the message that a
+/// later try could not change (the connection or channel died, the broker refused under
+/// load, a queue is missing until the topology is declared again). The one error a message
+/// causes itself, headers too large for a frame, is met where it can happen: a dead-letter
+/// publish retries without the original headers ([`minimal_dead_letter_props`]).
+impl Classify for BrokerError {
+    fn fault(&self) -> Fault {
+        Fault::Transient
+    }
 }
 
 struct Live {
@@ -73,23 +86,9 @@ pub fn persistent(content_type: &str, headers: FieldTable) -> BasicProperties {
         .with_timestamp(crate::now_ms() / 1000)
 }
 
-/// Reads a header as a string whether the sender put it as a string or as bytes (Python
-/// clients do both).
-pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
-    let headers = props.headers().as_ref()?;
-    match headers.inner().get(name)? {
-        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::ShortString(s) => Some(s.as_str().to_string()),
-        AMQPValue::ByteArray(b) => Some(String::from_utf8_lossy(b.as_slice()).into_owned()),
-        _ => None,
-    }
-}
-
 /// Original headers larger than this (roughly, encoded) are not copied into a dead-letter
 /// publish: with the reason added they could pass the broker's frame size.
 const MAX_COPIED_HEADER_BYTES: usize = 16 * 1024;
-/// Set (to `true`) on a dead-lettered message whose original headers were left out.
-pub const HEADERS_DROPPED_HEADER: &str = "x-fleet-headers-dropped";
 
 /// Properties for sending a message that can never be processed to `{p}.dlq`: its own
 /// headers (unless they are large), content type and message id, plus the reason
@@ -103,11 +102,7 @@ pub fn dead_letter_props(original: &BasicProperties, reason: &str) -> BasicPrope
         h.insert(HEADERS_DROPPED_HEADER.into(), AMQPValue::Boolean(true));
         h
     };
-    set_header(
-        &mut headers,
-        crate::topology::REASON_HEADER,
-        &crate::text::reason(reason),
-    );
+    set_header(&mut headers, REASON_HEADER, &crate::text::reason(reason));
     crate::telemetry::TraceContext::current().inject(&mut headers);
     let ct = original
         .content_type()
@@ -151,30 +146,6 @@ fn value_size(v: &AMQPValue) -> usize {
         AMQPValue::FieldTable(t) => table_size(t) + 4,
         AMQPValue::FieldArray(a) => a.as_slice().iter().map(value_size).sum::<usize>() + 4,
         _ => 9,
-    }
-}
-
-pub fn set_header(headers: &mut FieldTable, name: &str, value: &str) {
-    headers.insert(
-        ShortString::from(name),
-        AMQPValue::LongString(LongString::from(value)),
-    );
-}
-
-/// How often RabbitMQ delivered this message before (quorum queues set `x-delivery-count`).
-pub fn delivery_count(props: &BasicProperties) -> u32 {
-    let Some(h) = props.headers().as_ref() else {
-        return 0;
-    };
-    match h.inner().get("x-delivery-count") {
-        Some(AMQPValue::LongLongInt(n)) => *n as u32,
-        Some(AMQPValue::LongInt(n)) => *n as u32,
-        Some(AMQPValue::ShortInt(n)) => *n as u32,
-        Some(AMQPValue::LongUInt(n)) => *n,
-        Some(AMQPValue::ShortShortInt(n)) => *n as u32,
-        Some(AMQPValue::ShortShortUInt(n)) => *n as u32,
-        Some(AMQPValue::ShortUInt(n)) => *n as u32,
-        _ => 0,
     }
 }
 

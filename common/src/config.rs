@@ -49,24 +49,8 @@ pub mod env {
     pub const RABBITMQ_API: &str = "FLEET_RABBITMQ_API";
 }
 
-/// The stages a task can be queued on; their order is the seed's order.
-pub const STAGES: [&str; 5] = ["stage1", "stage2", "stage3", "stage4", "cpu"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StageClass {
-    Gpu,
-    Cpu,
-}
-
-impl fmt::Display for StageClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StageClass::Gpu => "gpu",
-            StageClass::Cpu => "cpu",
-        })
-    }
-}
+// Part of the config's vocabulary; defined in `stage`, which `topology` shares.
+pub use crate::stage::{STAGES, StageClass};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StageConfig {
@@ -562,7 +546,6 @@ impl FleetConfig {
             }
         };
         let mut unknown = Vec::new();
-        let mut set = BTreeSet::new();
         let mut stack: Vec<String> = Vec::new();
         for name in requested {
             match self.analyzers.get(name) {
@@ -581,13 +564,29 @@ impl FleetConfig {
             }
             return Err(format!("unknown analyzer(s): {}", unknown.join("; ")));
         }
-        while let Some(name) = stack.pop() {
-            if set.insert(name.clone()) {
-                stack.extend(self.analyzers[&name].needs.iter().cloned());
-            }
-        }
-        Ok(set.into_iter().collect())
+        Ok(needs_closure(&stack, |n| {
+            self.analyzers.get(n).map(|a| a.needs.as_slice())
+        }))
     }
+}
+
+/// `requested` plus, transitively, the hard dependencies (`needs`) they have, sorted: the
+/// analyzers a job runs. `needs_of` answers `None` for a name that is not an analyzer (it is
+/// left out). The one dependency closure: the dispatcher's plans and the workload model's.
+pub fn needs_closure<'a>(
+    requested: &[String],
+    needs_of: impl Fn(&str) -> Option<&'a [String]>,
+) -> Vec<String> {
+    let mut set = BTreeSet::new();
+    let mut stack: Vec<String> = requested.to_vec();
+    while let Some(name) = stack.pop() {
+        if let Some(needs) = needs_of(&name)
+            && set.insert(name)
+        {
+            stack.extend(needs.iter().cloned());
+        }
+    }
+    set.into_iter().collect()
 }
 
 /// `name=token,name2=token2`; names follow the id grammar, tokens are non-empty and unique.

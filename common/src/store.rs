@@ -22,10 +22,11 @@ use redis::AsyncCommands;
 
 use crate::message::{JobStatus, Outcome, PlannedTask};
 use crate::redis_conn::Bounded;
+use crate::retry::{Classify, Fault};
 
 mod lease;
 mod view;
-pub use lease::{Claim, LeasedTask, Recovery};
+pub use lease::{Claim, LeasedTask, RECOVERY_TOKEN_PREFIX, Recovery};
 pub use view::{FinalStatus, JobView};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,35 @@ pub enum StoreError {
     Redis(#[from] redis::RedisError),
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+}
+
+/// A corrupt record is permanent: it reads the same on every try. Of Redis's own errors only
+/// those that say the data is not what the layout stores (a key of another type, an answer
+/// of a type the layout never gives) are permanent; every other one (connection, timeout,
+/// `LOADING`, `OOM`, `MISCONF`, `BUSY`, `READONLY`, `NOPERM`, a script error) is transient:
+/// it is the server's state, the same for every message, and goes when the server recovers
+/// or the operator fixes it.
+impl Classify for StoreError {
+    fn fault(&self) -> Fault {
+        match self {
+            StoreError::Corrupt { .. } => Fault::Permanent,
+            StoreError::Redis(e) => redis_fault(e),
+        }
+    }
+}
+
+fn redis_fault(e: &redis::RedisError) -> Fault {
+    // A pipeline's or script's error carries the failing command's code inside.
+    let wrong_type = e
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errs| errs.iter().any(|(_, s)| s.code() == "WRONGTYPE"))
+        || e.code() == Some("WRONGTYPE");
+    if wrong_type || e.kind() == redis::ErrorKind::UnexpectedReturnType {
+        Fault::Permanent
+    } else {
+        Fault::Transient
+    }
 }
 
 impl StoreError {
@@ -550,6 +580,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_of_a_server_away_are_transient_and_corrupt_records_permanent() {
+        use std::io::{Error, ErrorKind};
+        for kind in [
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionReset,
+            ErrorKind::TimedOut,
+            ErrorKind::BrokenPipe,
+        ] {
+            let e = StoreError::Redis(Error::new(kind, "away").into());
+            assert_eq!(e.fault(), Fault::Transient, "{e}");
+        }
+        assert!(StoreError::corrupt("k", "plan: bad").is_permanent());
+    }
 
     #[test]
     fn persistence_from_config_get() {

@@ -10,14 +10,12 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
-use crate::config::STAGES;
+use crate::stage::STAGES;
 
 pub const DEFAULT_PREFIX: &str = "fleet";
 /// Routing keys on the events exchange.
 pub const EVENT_COMPLETED: &str = "job.completed";
 pub const EVENT_CANCELLED: &str = "job.cancelled";
-/// Header that carries why the fleet dead-lettered a message itself.
-pub const REASON_HEADER: &str = "x-fleet-reason";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {

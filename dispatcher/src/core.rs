@@ -19,6 +19,7 @@ use common::message::{
     TaskMessage,
 };
 use common::metrics::Metrics;
+use common::retry::{Classify, Fault};
 use common::store::{FinalStatus, JobMeta, JobView, StoreError};
 use common::telemetry::TraceContext;
 use common::text::escaped;
@@ -93,6 +94,27 @@ pub enum AdvanceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+}
+
+/// An invalid request is permanent (it never becomes valid); the store's and the broker's
+/// errors say for themselves.
+impl Classify for SubmitError {
+    fn fault(&self) -> Fault {
+        match self {
+            SubmitError::Invalid(_) => Fault::Permanent,
+            SubmitError::Store(e) => e.fault(),
+            SubmitError::Broker(e) => e.fault(),
+        }
+    }
+}
+
+impl Classify for AdvanceError {
+    fn fault(&self) -> Fault {
+        match self {
+            AdvanceError::Store(e) => e.fault(),
+            AdvanceError::Broker(e) => e.fault(),
+        }
+    }
 }
 
 impl From<AdvanceError> for SubmitError {

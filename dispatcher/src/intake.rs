@@ -2,16 +2,20 @@
 //! (`{p}.outcomes`) and dead-lettered messages (`{p}.dead`).
 //!
 //! Invariant: an input is acked only after everything it caused is stored and confirmed;
-//! on an infrastructure error (Redis or broker down) the step is retried with backoff while
-//! the message is held (a nack would count against the queue's delivery limit), never dropped. Input that can never succeed goes to `{p}.dlq` with the reason in a header.
+//! on a transient infrastructure error (Redis or broker down) the step is retried with
+//! backoff while the message is held (a nack would count against the queue's delivery
+//! limit), never dropped. Input that can never succeed (malformed, invalid, or meeting a
+//! permanent error such as a corrupt record) goes to `{p}.dlq` with the reason in a header.
 
 use std::sync::Arc;
 
 use common::backoff;
-use common::broker::{dead_letter_props, delivery_count, minimal_dead_letter_props};
+use common::broker::{dead_letter_props, minimal_dead_letter_props};
 use common::codec;
+use common::headers::{FIRST_DEATH_QUEUE_HEADER, delivery_count, header_str};
 use common::ids::check_id;
 use common::message::{OutcomeNotice, TaskMessage};
+use common::retry::{self, Classify, Retried};
 use common::telemetry::TraceContext;
 use common::text::escaped;
 use lapin::message::Delivery;
@@ -24,26 +28,15 @@ use crate::core::{Caller, Core, SubmitError};
 /// analyzer names and at most [`crate::core::MAX_METADATA_BYTES`] of metadata.
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
-/// Retries `step` on infrastructure errors until it succeeds or the dispatcher's work is
-/// cancelled (then the message is left unacked and goes back to the queue).
-async fn retrying<T, E: std::fmt::Display, Fut: std::future::Future<Output = Result<T, E>>>(
-    core: &Core,
-    mut step: impl FnMut() -> Fut,
-) -> Option<T> {
-    let mut delays = backoff::INFRA_STEP.delays();
-    loop {
-        match step().await {
-            Ok(v) => return Some(v),
-            Err(e) => {
-                let delay = delays.next().unwrap_or(backoff::INFRA_STEP.cap);
-                tracing::warn!(error = %e, retry_in = ?delay, "infrastructure error; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = core.work_cancel.cancelled() => return None,
-                }
-            }
-        }
-    }
+/// One step of a message's handling, retried while the message is held: transient errors
+/// until the step works or the dispatcher's work is cancelled (then the message is left
+/// unacked and goes back to the queue), permanent ones not at all.
+async fn held<T, E, Fut>(core: &Core, what: &str, step: impl FnMut() -> Fut) -> Retried<T, E>
+where
+    E: Classify + std::fmt::Display,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    retry::hold(backoff::INFRA_STEP, what, &core.work_cancel, step).await
 }
 
 pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
@@ -71,25 +64,19 @@ pub async fn on_job_request(core: Arc<Core>, d: Delivery) {
         .filter(|m| !m.is_empty());
     let trace = TraceContext::from_props(&d.properties);
     let caller = amqp_caller(&core, &d);
-    let attempt = || async {
-        match core
-            .submit(req.clone(), id_hint.clone(), &caller, trace.clone())
-            .await
-        {
-            Ok(s) => Ok(Ok(s)),
-            Err(SubmitError::Invalid(reason)) => Ok(Err(reason)),
-            Err(e) => Err(e),
-        }
-    };
-    match retrying(&core, attempt).await {
-        Some(Ok(s)) => {
+    let submit = || core.submit(req.clone(), id_hint.clone(), &caller, trace.clone());
+    match held(&core, "submit", submit).await {
+        Retried::Done(s) => {
             tracing::debug!(job_id = %s.job_id, created = s.created, "intake message handled");
             ack(d).await;
         }
-        Some(Err(reason)) => {
+        Retried::Permanent(SubmitError::Invalid(reason)) => {
             dead_letter(&core, d, &format!("rejected job request: {reason}")).await
         }
-        None => {}
+        Retried::Permanent(e) => {
+            dead_letter(&core, d, &format!("job request not handled: {e}")).await
+        }
+        Retried::Cancelled => {}
     }
 }
 
@@ -132,13 +119,17 @@ pub async fn on_outcome(core: Arc<Core>, d: Delivery) {
         .await
         .set_as_parent(&span);
     async {
-        if retrying(&core, || {
-            core.advance_after(&notice.job_id, &notice.analyzer)
-        })
-        .await
-        .is_some()
-        {
-            ack(d).await;
+        let advance = || core.advance_after(&notice.job_id, &notice.analyzer);
+        match held(&core, "advance", advance).await {
+            Retried::Done(()) => ack(d).await,
+            Retried::Permanent(e) => {
+                let reason = format!(
+                    "outcome notice for job {} analyzer {} not handled: {e}",
+                    notice.job_id, notice.analyzer
+                );
+                dead_letter(&core, d, &reason).await
+            }
+            Retried::Cancelled => {}
         }
     }
     .instrument(span)
@@ -173,32 +164,45 @@ async fn handle_dead(core: Arc<Core>, d: Delivery, from_queue: String) {
             reason: "delivery_limit".into(),
         })
         .inc();
-    if from_queue == topo.outcomes() {
-        if let Ok(n) = codec::decode::<OutcomeNotice>(&d.data)
-            && check_id("job_id", &n.job_id).is_ok()
-            && retrying(&core, || core.advance_after(&n.job_id, &n.analyzer))
+    let done = if from_queue == topo.outcomes() {
+        match codec::decode::<OutcomeNotice>(&d.data) {
+            Ok(n) if check_id("job_id", &n.job_id).is_ok() => {
+                held(&core, "advance", || {
+                    core.advance_after(&n.job_id, &n.analyzer)
+                })
                 .await
-                .is_none()
-        {
-            return;
+            }
+            _ => Retried::Done(()),
         }
-    } else if let Ok(task) = codec::decode::<TaskMessage>(&d.data)
-        && check_id("job_id", &task.job_id).is_ok()
-        && check_id("analyzer", &task.analyzer).is_ok()
-    {
-        let deliveries = delivery_count(&d.properties).max(core.config.delivery_limit);
-        if retrying(&core, || core.record_dead_task(&task, deliveries))
-            .await
-            .is_none()
-        {
-            return;
+    } else {
+        match codec::decode::<TaskMessage>(&d.data) {
+            Ok(task)
+                if check_id("job_id", &task.job_id).is_ok()
+                    && check_id("analyzer", &task.analyzer).is_ok() =>
+            {
+                let deliveries = delivery_count(&d.properties).max(core.config.delivery_limit);
+                held(&core, "record dead task", || {
+                    core.record_dead_task(&task, deliveries)
+                })
+                .await
+            }
+            _ => Retried::Done(()),
         }
+    };
+    match done {
+        Retried::Done(()) => ack(d).await,
+        // The broker put a copy of this message in `{p}.dlq` already: say why it stays
+        // unrecorded, and let it go.
+        Retried::Permanent(e) => {
+            tracing::error!(queue = %from_queue, error = %e, "dead-lettered message not recorded; it stays in the dead-letter queue");
+            ack(d).await
+        }
+        Retried::Cancelled => {}
     }
-    ack(d).await;
 }
 
 fn first_death_queue(props: &lapin::BasicProperties) -> Option<String> {
-    common::broker::header_str(props, "x-first-death-queue")
+    header_str(props, FIRST_DEATH_QUEUE_HEADER)
 }
 
 /// Sends a message that can never be processed to `{p}.dlq` with the reason (bounded), then
@@ -210,22 +214,27 @@ pub async fn dead_letter(core: &Core, d: Delivery, reason: &str) {
     let minimal = minimal_dead_letter_props(&d.properties, reason);
     let dlq = core.broker.topology().dlq();
     let tries = std::sync::atomic::AtomicU32::new(0);
-    if retrying(core, || {
+    let publish = || {
         let first = tries.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
         let props = if first { full.clone() } else { minimal.clone() };
         let (broker, dlq, data) = (&core.broker, &dlq, &d.data);
         async move { broker.publish("", dlq, data, props).await }
-    })
-    .await
-    .is_some()
-    {
-        core.metrics
-            .dead_lettered
-            .get_or_create(&common::metrics::ReasonLabels {
-                reason: "rejected".into(),
-            })
-            .inc();
-        ack(d).await;
+    };
+    match held(core, "dead-letter", publish).await {
+        Retried::Done(()) => {
+            core.metrics
+                .dead_lettered
+                .get_or_create(&common::metrics::ReasonLabels {
+                    reason: "rejected".into(),
+                })
+                .inc();
+            ack(d).await;
+        }
+        // Left unacked: redelivered up to the delivery limit, then the broker dead-letters it.
+        Retried::Permanent(e) => {
+            tracing::error!(error = %e, "could not dead-letter a message; leaving it to the broker")
+        }
+        Retried::Cancelled => {}
     }
 }
 

@@ -9,8 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::broker::{persistent, set_header};
+use common::broker::persistent;
 use common::codec::MSGPACK;
+use common::headers::set_header;
 use common::metrics::ReasonLabels;
 use common::store::Recovery;
 use lapin::types::FieldTable;
@@ -100,7 +101,11 @@ fn count(core: &Core, event: &str) {
 
 /// Checks every [`CHECK_EVERY`] until `shutdown`.
 pub async fn watch(core: Arc<Core>, shutdown: CancellationToken) {
-    let token = format!("recovery:{}", uuid::Uuid::new_v4().simple());
+    let token = format!(
+        "{}{}",
+        common::store::RECOVERY_TOKEN_PREFIX,
+        uuid::Uuid::new_v4().simple()
+    );
     loop {
         check(&core, &token).await;
         tokio::select! {

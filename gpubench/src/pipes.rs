@@ -33,7 +33,16 @@ struct Measured {
     load_ms: f64,
     /// Per-run timings of the models in the steady runs: median and p99 per batch.
     runs: Vec<(String, f64, f64, u64)>,
+    /// Per model, the steady runs over twice its median (slowest first, at most
+    /// [`SLOW_SHOWN`]): where in the run sequence they fell and with which input shape, to
+    /// tell a shape's stall from a periodic one.
+    slow: Vec<(String, Vec<SlowRun>)>,
 }
+
+/// A run's index in the model's steady runs, its input shape, its wall time (ms).
+type SlowRun = (usize, Vec<i64>, f64);
+
+const SLOW_SHOWN: usize = 4;
 
 impl Measured {
     fn per_frame(&self) -> f64 {
@@ -64,12 +73,25 @@ fn measure<T>(
         run(&subject)?;
         times.push(ms(t.elapsed()));
     }
+    let mut slow = Vec::new();
     let runs = sessions
         .iter()
         .map(|s| {
             let st = s.take_stats();
             let per: Vec<f64> = st.log.iter().map(|(_, ms)| *ms).collect();
             let d = stats(&per);
+            let mut over: Vec<SlowRun> = st
+                .log
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, ms))| *ms > 2.0 * d.median)
+                .map(|(i, (shape, ms))| (i, shape.clone(), *ms))
+                .collect();
+            over.sort_by(|a, b| b.2.total_cmp(&a.2));
+            over.truncate(SLOW_SHOWN);
+            if !over.is_empty() {
+                slow.push((s.name(), over));
+            }
             (s.name(), d.median, d.p99, st.runs)
         })
         .collect();
@@ -81,6 +103,7 @@ fn measure<T>(
             median_ms: stats(&times).median,
             load_ms,
             runs,
+            slow,
         },
         subject,
     ))
@@ -109,7 +132,7 @@ fn table(rows: &[Measured], cpu_label: &str) -> String {
             }
         ));
     }
-    t.push_str("\nPer model run (steady state): median and p99 of one batch's run, runs per pass.\n\n| configuration | model | median ms | p99 ms | p99 / median | runs |\n|---|---|---:|---:|---:|---:|\n");
+    t.push_str("\nPer model run (steady state): median and p99 of one batch's run, runs in all steady passes.\n\n| configuration | model | median ms | p99 ms | p99 / median | runs |\n|---|---|---:|---:|---:|---:|\n");
     for r in rows {
         for (name, med, p99, n) in &r.runs {
             if *n == 0 {
@@ -126,6 +149,25 @@ fn table(rows: &[Measured], cpu_label: &str) -> String {
             ));
         }
     }
+    let slow: Vec<String> = rows
+        .iter()
+        .flat_map(|r| {
+            r.slow.iter().map(move |(name, runs)| {
+                let list: Vec<String> = runs
+                    .iter()
+                    .map(|(i, shape, ms)| format!("run {i} {shape:?} {ms:.1} ms"))
+                    .collect();
+                format!("- {} / {name}: {}\n", r.label, list.join("; "))
+            })
+        })
+        .collect();
+    if !slow.is_empty() {
+        t.push_str(
+            "\nSteady runs over twice their model's median (slowest first; `run i` counts the \
+             model's runs across the steady passes, with the input shape):\n\n",
+        );
+        t.extend(slow);
+    }
     t
 }
 
@@ -135,7 +177,8 @@ fn to_json(rows: &[Measured]) -> Value {
             .map(|r| {
                 json!({"config": r.label, "frames": r.frames, "load_ms": r.load_ms,
                 "first_ms": r.first_ms, "median_ms": r.median_ms, "ms_per_frame": r.per_frame(),
-                "runs": r.runs.iter().map(|(n, m, p, c)| json!({"model": n, "median_ms": m, "p99_ms": p, "runs": c})).collect::<Vec<_>>()})
+                "runs": r.runs.iter().map(|(n, m, p, c)| json!({"model": n, "median_ms": m, "p99_ms": p, "runs": c})).collect::<Vec<_>>(),
+                "slow_runs": r.slow.iter().map(|(n, runs)| json!({"model": n, "runs": runs.iter().map(|(i, shape, ms)| json!({"run": i, "shape": shape, "ms": ms})).collect::<Vec<_>>()})).collect::<Vec<_>>()})
             })
             .collect(),
     )

@@ -163,9 +163,10 @@ pub(crate) async fn decode_pass(
         return decode_pass_with(path, probed, planned, cfg, None).await;
     };
     match decode_pass_with(path, probed, planned, cfg, Some(device)).await {
-        Err(hw_err @ (MediaError::Truncated(_) | MediaError::Tool(_))) => {
-            // NVDEC may be what failed (no driver, codec or size it can't take): the CPU
-            // decides. If it decodes the file, NVDEC is off for this process.
+        Err(hw_err @ (MediaError::Truncated(_) | MediaError::Tool(_) | MediaError::Limit(_))) => {
+            // NVDEC may be what failed (no driver, codec or size it can't take, a CUDA
+            // context that did not fit the process limits): the CPU decides. If it decodes
+            // the file, NVDEC is off for this process.
             let cpu = decode_pass_with(path, probed, planned, cfg, None).await;
             if cpu.is_ok() && !HW_DECODE_OFF.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -226,21 +227,23 @@ async fn decode_pass_with(
     }
     args.extend(["-filter_complex".to_string(), graph]);
     args.extend(maps);
-    let run = run_with_sockets(
-        &cfg.ffmpeg,
-        &args,
-        Limits::of(cfg),
-        cfg.decode_timeout,
-        outputs,
-    )
-    .await
-    .map_err(|e| match e {
-        crate::process::ToolError::TooMuchOutput { limit } => MediaError::DecodeTooLarge {
-            bytes: limit + 1,
-            limit,
-        },
-        e => tool_error("ffmpeg", e),
-    })?;
+    let mut limits = Limits::of(cfg);
+    if cuda_device.is_some() {
+        // A CUDA context maps far more private memory than the memory limit's mechanism
+        // (RLIMIT_DATA, which on Linux counts private mappings) allows: on the H200 host every
+        // NVDEC pass failed at once under the 2 GiB default. The outputs stay bounded by their
+        // byte limits, the input by the probe's limits, the run by the CPU limit.
+        limits.memory_bytes = 0;
+    }
+    let run = run_with_sockets(&cfg.ffmpeg, &args, limits, cfg.decode_timeout, outputs)
+        .await
+        .map_err(|e| match e {
+            crate::process::ToolError::TooMuchOutput { limit } => MediaError::DecodeTooLarge {
+                bytes: limit + 1,
+                limit,
+            },
+            e => tool_error("ffmpeg", e),
+        })?;
     let out = ToolOutput {
         success: run.success,
         signal: run.signal,

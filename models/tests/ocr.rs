@@ -130,3 +130,44 @@ fn a_frame_without_text_gives_no_lines() {
         .expect("runs");
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+#[test]
+fn the_greedy_head_reads_what_every_class_probability_reads() {
+    use models::ocr::{RecHead, det::DetParams};
+    let dir = common::tmpdir("ocr-greedy");
+    let frames = common::decode_frames(&render(&dir), 2, 960);
+    let registry = common::registry();
+    let greedy = Ocr::load(&registry).expect("PP-OCR models load (run scripts/setup-models.sh)");
+    assert_eq!(
+        greedy.rec_head(),
+        RecHead::Greedy,
+        "the setup builds ppocr.rec.greedy"
+    );
+    let full = Ocr::load_head(&registry, &DetParams::default(), RecHead::Probabilities)
+        .expect("PP-OCR models load");
+    assert_eq!(full.rec_head(), RecHead::Probabilities);
+    let every = OcrParams {
+        frame_diff: 0.0,
+        line_diff: 0.0,
+        ..OcrParams::default()
+    };
+    let a = greedy.run(&frames, &every).expect("greedy head runs");
+    let b = full.run(&frames, &every).expect("probabilities run");
+    assert_eq!(a.per_frame.len(), b.per_frame.len());
+    let mut lines = 0;
+    for (fa, fb) in a.per_frame.iter().zip(&b.per_frame) {
+        assert_eq!(fa.len(), fb.len());
+        for (la, lb) in fa.iter().zip(fb) {
+            assert_eq!(la.text, lb.text);
+            assert!(
+                (la.confidence - lb.confidence).abs() < 1e-5,
+                "{}: {} vs {}",
+                la.text,
+                la.confidence,
+                lb.confidence
+            );
+            lines += 1;
+        }
+    }
+    assert!(lines >= 6, "the frames hold text: {lines} lines");
+}

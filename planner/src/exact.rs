@@ -191,8 +191,8 @@ impl Searcher<'_> {
                 &self.p.items[self.movable[x]],
                 &self.p.items[self.movable[y]],
             );
-            b.mem_gb
-                .total_cmp(&a.mem_gb)
+            b.gpu_memory_gb
+                .total_cmp(&a.gpu_memory_gb)
                 .then(b.secs.total_cmp(&a.secs))
         });
         let k = self.gpu.len();
@@ -203,7 +203,7 @@ impl Searcher<'_> {
                 .collect(),
             m: order
                 .iter()
-                .map(|&x| self.p.items[self.movable[x]].mem_gb)
+                .map(|&x| self.p.items[self.movable[x]].gpu_memory_gb)
                 .collect(),
             k,
             s: self,

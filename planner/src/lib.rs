@@ -2,6 +2,8 @@
 //! per-stage concurrency that raise throughput within the GPU memory budget.
 //!
 //! Layout:
+//! - `workload`: the one workload model of a config (stages, analyzers, dependency closure),
+//!   shared with the benchmarks' simulation.
 //! - `search`: the model (pipelined bound, worst-case memory, slot cap) and the heuristic; pure.
 //! - `exact`: exhaustive search for small problems, branch and bound for the rest; pure.
 //! - `write`: the proposal as a complete fleet.toml (the original, edited, with comments).
@@ -18,6 +20,7 @@ pub mod exact;
 /// the benchmark model's tests (figures that must stay exact whatever config/fleet.toml says).
 pub mod fixtures;
 pub mod search;
+pub mod workload;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -49,7 +52,8 @@ pub struct PlanArgs {
     #[arg(skip)]
     pub config: Option<PathBuf>,
     /// Read measured analyzer durations from Redis under this key prefix (e.g. `fleet`):
-    /// the mean `duration_ms` of `ok` outcomes over recent jobs replaces `expected_secs`.
+    /// the mean `duration_ms` of `ok` and `skipped` outcomes over recent jobs replaces
+    /// `expected_secs`.
     #[arg(long)]
     pub measured_prefix: Option<String>,
     /// How many recent jobs to read measured durations from.
@@ -125,26 +129,14 @@ pub fn problem(
     budget_gb: Option<f64>,
     max_gpu_slots: Option<u32>,
 ) -> anyhow::Result<Problem> {
-    let stages: Vec<StageSlot> = common::config::STAGES
+    let secs: BTreeMap<String, f64> = measured
         .iter()
-        .filter_map(|s| config.stage(s))
-        .map(|s| StageSlot {
-            name: s.name.clone(),
-            class: s.class,
-            concurrency: u32::from(s.concurrency),
-        })
+        .map(|(name, m)| (name.clone(), m.mean_secs))
         .collect();
-    let items = config
-        .enabled_analyzers()
-        .map(|a| Item {
-            name: a.name.clone(),
-            stage: a.stage.clone(),
-            secs: measured
-                .get(&a.name)
-                .map_or(a.expected_secs, |m| m.mean_secs),
-            mem_gb: a.gpu_memory_gb,
-        })
-        .collect();
+    let workload::Workload {
+        stages,
+        analyzers: items,
+    } = workload::Workload::from_config(config).measured(&secs);
     let budget_gb = match budget_gb {
         Some(b) => b,
         None => budget_from(&config.gpu.critical, config.gpu.memory_total_gb)?,
@@ -169,7 +161,8 @@ pub fn budget_from(critical: &str, memory_total_gb: f64) -> anyhow::Result<f64> 
     Ok(t.resolve((memory_total_gb * 1e9) as u64) as f64 / 1e9)
 }
 
-/// Mean `duration_ms` of `ok` outcomes per analyzer over the most recent jobs under `prefix`.
+/// Mean `duration_ms` of the outcomes per analyzer over the most recent jobs under `prefix`
+/// (see [`mean_durations`]).
 async fn measured_durations(
     config: &FleetConfig,
     prefix: &str,
@@ -182,24 +175,39 @@ async fn measured_durations(
     )
     .await
     .with_context(|| format!("Redis at {}", config.connections.redis_url))?;
-    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let mut outcomes = Vec::new();
     for id in store.recent_jobs(args.recent_jobs).await? {
-        for (name, o) in store.outcomes(&id).await? {
-            if o.status != OutcomeStatus::Ok || o.backend == "none" {
-                continue;
-            }
-            let secs = match (o.backend.as_str(), args.synthetic_scale) {
-                ("synthetic", Some(scale)) if scale > 0.0 => o.duration_ms as f64 / 1000.0 / scale,
-                ("synthetic", _) => continue,
-                _ => o.duration_ms as f64 / 1000.0,
-            };
-            let e = sums.entry(name).or_default();
-            e.0 += secs;
-            e.1 += 1;
-        }
+        outcomes.extend(store.outcomes(&id).await?);
     }
-    Ok(sums
-        .into_iter()
+    Ok(mean_durations(config, outcomes, args))
+}
+
+/// Mean duration per analyzer of the outcomes that say what a task costs here: `ok` ones,
+/// and `skipped` ones where the analyzer itself ran and skipped (no model server, no model:
+/// on this deployment the task costs what it took, near nothing; planning it at its
+/// `expected_secs` gave a 110 s stage-1 analyzer that never ran 7 slots on the H200 and
+/// squeezed the measured ones into single slots). Failed outcomes, outcomes where nothing ran
+/// (`none`) and synthetic ones without `--synthetic-scale` say nothing about the cost.
+pub fn mean_durations(
+    config: &FleetConfig,
+    outcomes: impl IntoIterator<Item = (String, common::message::Outcome)>,
+    args: &PlanArgs,
+) -> BTreeMap<String, Measured> {
+    let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for (name, o) in outcomes {
+        if o.status == OutcomeStatus::Failed || o.backend == "none" {
+            continue;
+        }
+        let secs = match (o.backend.as_str(), args.synthetic_scale) {
+            ("synthetic", Some(scale)) if scale > 0.0 => o.duration_ms as f64 / 1000.0 / scale,
+            ("synthetic", _) => continue,
+            _ => o.duration_ms as f64 / 1000.0,
+        };
+        let e = sums.entry(name).or_default();
+        e.0 += secs;
+        e.1 += 1;
+    }
+    sums.into_iter()
         .filter(|(name, (_, n))| {
             *n >= args.min_samples.max(1) && config.analyzers.contains_key(name)
         })
@@ -212,7 +220,7 @@ async fn measured_durations(
                 },
             )
         })
-        .collect())
+        .collect()
 }
 
 fn summary(label: &str, e: &Evaluation, p: &Problem) -> String {

@@ -26,21 +26,11 @@ use common::config::StageClass;
 /// Starting points refined by local search when the search is not exhaustive.
 const REFINE_STARTS: usize = 6;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Item {
-    pub name: String,
-    /// The stage it is on today.
-    pub stage: String,
-    pub secs: f64,
-    pub mem_gb: f64,
-}
+/// An analyzer to place: the workload model's (its `stage` is where it is today).
+pub type Item = crate::workload::Analyzer;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageSlot {
-    pub name: String,
-    pub class: StageClass,
-    pub concurrency: u32,
-}
+/// A stage and its slots: the workload model's.
+pub type StageSlot = crate::workload::Stage;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
@@ -152,7 +142,7 @@ pub fn evaluate(p: &Problem, a: &Assignment) -> Evaluation {
                 .unwrap_or(s.concurrency)
                 .max(1);
             let work: f64 = members.iter().map(|i| i.secs).sum();
-            let max_mem = members.iter().map(|i| i.mem_gb).fold(0.0, f64::max);
+            let max_mem = members.iter().map(|i| i.gpu_memory_gb).fold(0.0, f64::max);
             let gpu = s.class == StageClass::Gpu;
             StageEval {
                 name: s.name.clone(),
@@ -291,7 +281,7 @@ impl<'a> Searcher<'a> {
         for (pos, &g) in groups.iter().enumerate() {
             let it = &self.p.items[self.movable[pos]];
             work[g] += it.secs;
-            mem[g] = mem[g].max(it.mem_gb);
+            mem[g] = mem[g].max(it.gpu_memory_gb);
             used[g] = true;
         }
         let mut order: Vec<usize> = (0..k).collect();
@@ -357,8 +347,8 @@ impl<'a> Searcher<'a> {
                 &self.p.items[self.movable[x]],
                 &self.p.items[self.movable[y]],
             );
-            b.mem_gb
-                .total_cmp(&a.mem_gb)
+            b.gpu_memory_gb
+                .total_cmp(&a.gpu_memory_gb)
                 .then(b.secs.total_cmp(&a.secs))
                 .then(a.name.cmp(&b.name))
         });

@@ -146,7 +146,9 @@ fn random_problem(rng: &mut Lcg, n: usize) -> Problem {
             name: format!("a{i}"),
             stage: format!("stage{}", 1 + (rng.next() * 4.0) as usize),
             secs: (rng.next() * 100.0).round() + 1.0,
-            mem_gb: [0.5, 1.0, 2.0, 3.0, 8.0, 16.0][(rng.next() * 6.0) as usize],
+            gpu_memory_gb: [0.5, 1.0, 2.0, 3.0, 8.0, 16.0][(rng.next() * 6.0) as usize],
+            needs: vec![],
+            uses: vec![],
         })
         .collect();
     Problem {
@@ -258,4 +260,53 @@ fn the_shipped_config_gets_a_valid_proposal() {
     assert!(evaluate(&p, &proposal).fits(&p));
     let out = write::proposal_toml(shipped_toml(), &p.today(), &proposal, &[]).unwrap();
     FleetConfig::parse(&out, "written", |_| None).unwrap();
+}
+
+#[test]
+fn skipped_outcomes_count_at_their_cost_failed_ones_do_not() {
+    use common::message::Outcome;
+    let outcome = |status, backend: &str, ms| Outcome {
+        status,
+        result: None,
+        error: None,
+        duration_ms: ms,
+        worker: "w".into(),
+        attempts: 1,
+        backend: backend.into(),
+        stage: "stage1".into(),
+        started_at_ms: 0,
+        finished_at_ms: 0,
+    };
+    let args = PlanArgs {
+        config: None,
+        measured_prefix: None,
+        recent_jobs: 10,
+        min_samples: 2,
+        synthetic_scale: None,
+        budget_gb: None,
+        max_gpu_slots: None,
+        write: None,
+    };
+    let q = "qwen2_vl_temporal".to_string();
+    let o = "object_detection".to_string();
+    let outcomes = vec![
+        // A model server that is not configured: skipped in 10 ms, twice.
+        (q.clone(), outcome(OutcomeStatus::Skipped, "http", 10)),
+        (q.clone(), outcome(OutcomeStatus::Skipped, "http", 30)),
+        (o.clone(), outcome(OutcomeStatus::Ok, "onnx:cuda", 1000)),
+        (o.clone(), outcome(OutcomeStatus::Ok, "onnx:cuda", 3000)),
+        (
+            o.clone(),
+            outcome(OutcomeStatus::Failed, "onnx:cuda", 90_000),
+        ),
+        (o.clone(), outcome(OutcomeStatus::Skipped, "none", 90_000)),
+        (o.clone(), outcome(OutcomeStatus::Ok, "synthetic", 90_000)),
+    ];
+    let m = mean_durations(&seed_config(), outcomes, &args);
+    assert!((m[&q].mean_secs - 0.02).abs() < 1e-9, "{:?}", m[&q]);
+    assert_eq!(m[&o].samples, 2, "{:?}", m[&o]);
+    assert!((m[&o].mean_secs - 2.0).abs() < 1e-9, "{:?}", m[&o]);
+    // The planned stage-1 time of the seed drops by qwen's 110 s expectation.
+    let p = problem(&seed_config(), &m, None, None).unwrap();
+    assert!(p.items.iter().any(|i| i.name == q && i.secs < 0.1));
 }

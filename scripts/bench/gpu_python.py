@@ -112,6 +112,7 @@ def export_yolo(name, out, device):
     if device == "cuda":
         half = Half(copy.deepcopy(model).half().cuda()).eval()
         export(half, torch.zeros(1, 3, 640, 640, device="cuda"), half_path)
+        float_ranges(half_path)
         log(f"exported {path} (+ fp16, traced in half precision)")
     else:
         log(f"exported {path} (no fp16: half precision is traced on a GPU)")
@@ -120,6 +121,49 @@ def export_yolo(name, out, device):
             mod.export = False
             mod.dynamic = False
     return yolo
+
+
+def float_ranges(path):
+    """The anchors of a dynamic Detect head come from `arange` in the features' dtype: traced
+    in half precision that is an ONNX Range on float16, which the operator does not take
+    (ONNX Runtime refused the 2026-12-02 export on the H200). Each such Range runs in float32
+    between two Casts."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load(path)
+    g = m.graph
+    half = set()
+    for n in g.node:
+        if n.op_type == "Constant":
+            for a in n.attribute:
+                if a.name == "value" and a.t.data_type == TensorProto.FLOAT16:
+                    half.update(n.output)
+        elif n.op_type == "Cast":
+            if any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute):
+                half.update(n.output)
+    for init in g.initializer:
+        if init.data_type == TensorProto.FLOAT16:
+            half.add(init.name)
+    nodes, fixed = [], 0
+    for n in g.node:
+        if n.op_type != "Range" or not any(i in half for i in n.input):
+            nodes.append(n)
+            continue
+        fixed += 1
+        ins = []
+        for k, i in enumerate(n.input):
+            name = f"{n.name or 'range'}_{fixed}_in{k}_f32"
+            nodes.append(helper.make_node("Cast", [i], [name], to=TensorProto.FLOAT))
+            ins.append(name)
+        out = n.output[0]
+        tmp = f"{out}_f32"
+        nodes.append(helper.make_node("Range", ins, [tmp], name=n.name))
+        nodes.append(helper.make_node("Cast", [tmp], [out], to=TensorProto.FLOAT16))
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.save(m, path)
+    log(f"{os.path.basename(path)}: {fixed} float16 Range node(s) run in float32")
 
 
 def letterbox(frame):

@@ -45,8 +45,8 @@ setup)
         xz -dc "$PAY/svc.tar.xz" | tar -C "$GB" -xf -
         log "services kit: $(tr '\n' ' ' < "$GB/svc/VERSIONS")"
         ldd --version | head -n1
-        "$GB/svc/bin/ffmpeg" -hide_banner -hwaccels | tr '\n' ' '; echo
-        "$GB/svc/bin/redis-server" --version
+        { "$GB/svc/bin/ffmpeg" -hide_banner -hwaccels 2>&1 || true; } | tr "\n" " "; echo
+        "$GB/svc/bin/redis-server" --version || true
     fi
     if [ ! -f "$PAY/py.tar.xz" ]; then
         env_all

@@ -4,6 +4,7 @@
 mod scenarios {
     mod cli;
     mod concurrency;
+    mod corrupt;
     mod crashes;
     mod deadline;
     mod failures;

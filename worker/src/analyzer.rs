@@ -114,4 +114,11 @@ pub trait Analyzer: Send + Sync + 'static {
     fn check_params(&self, _params: &serde_json::Value) -> Result<(), String> {
         Ok(())
     }
+
+    /// Loads and warms what `run` will need (model sessions, their declared shapes), blocking,
+    /// so that a fresh worker's first task does not pay for it (`FLEET_PRELOAD_MODELS=1`).
+    /// `Ok(false)` when there is nothing to load (no model configured or shipped).
+    fn preload(&self, _name: &str, _params: &serde_json::Value) -> Result<bool, String> {
+        Ok(false)
+    }
 }

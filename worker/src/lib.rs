@@ -6,6 +6,7 @@
 //! - `runner`: one task from delivery to ack (claim, retries, store, notify).
 //! - `lease`: a running task's lease kept (renewals, the delivery's hand-over before the
 //!   broker's deadline).
+//! - `residency`: the GPU worker's model-residency policy, following the memory guard.
 //! - `health`: `/healthz`, `/readyz`, `/metrics`.
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod analyzer;
 pub mod analyzers;
 pub mod health;
 pub mod lease;
+pub mod residency;
 pub mod runner;
 pub mod settings;
 
@@ -150,6 +152,10 @@ pub async fn run(
         })
     });
 
+    if preload_wanted() {
+        preload(&shared).await;
+    }
+
     let consumers = stages.iter().map(|stage| {
         metrics
             .stage_limit
@@ -188,4 +194,40 @@ pub async fn run(
     }
     tracing::info!(worker = %opts.name, "worker stopped");
     Ok(())
+}
+
+/// `FLEET_PRELOAD_MODELS=1` (or `true`): load and warm every model of the worker's stages
+/// before taking work. Off by default: a test fleet's many short-lived workers would each pay
+/// the loads; a GPU host wants it (`scripts/gpu-run.sh` sets it), since otherwise the first
+/// task of each model pays its load and warm-up (27-38 s for a 30 s video's first job on the
+/// H200).
+fn preload_wanted() -> bool {
+    std::env::var("FLEET_PRELOAD_MODELS").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+async fn preload(shared: &Arc<runner::Shared>) {
+    let w = shared.clone();
+    let started = std::time::Instant::now();
+    let done = tokio::task::spawn_blocking(move || w.registry.preload(&w.config, &w.stages)).await;
+    let Ok(done) = done else {
+        tracing::warn!("model preload panicked; models load on their first task");
+        return;
+    };
+    let mut loaded = 0;
+    for (name, r, took) in done {
+        match r {
+            Ok(true) => {
+                loaded += 1;
+                tracing::info!(analyzer = %name, ms = took.as_millis() as u64, "preloaded");
+            }
+            Ok(false) => {}
+            // Not fatal: the task reports the same problem as its result.
+            Err(e) => tracing::warn!(analyzer = %name, error = %e, "preload failed"),
+        }
+    }
+    tracing::info!(
+        analyzers = loaded,
+        ms = started.elapsed().as_millis() as u64,
+        "models preloaded"
+    );
 }

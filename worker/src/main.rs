@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use common::config::{EXIT_CONFIG, FleetConfig, StageClass};
-use common::metrics::{GpuLabels, Metrics, ModelLabels};
+use common::metrics::Metrics;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use worker::residency::Residency;
 use worker::{Backends, WorkerGpu, WorkerOptions};
 
 const GUARD_INTERVAL: Duration = Duration::from_millis(500);
-/// Above the warning threshold, models unused this long are unloaded.
-const IDLE_UNDER_PRESSURE: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Class {
@@ -170,8 +169,8 @@ fn dispatcher_host() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// Pins the GPU, logs it, exports CUDA_VISIBLE_DEVICES for children, starts the memory guard
-/// and mirrors its readings into metrics.
+/// Pins the GPU, logs it, starts the memory guard and the residency policy that follows it
+/// (which also mirrors the guard's readings into metrics).
 fn pin_gpu(
     selector: &str,
     config: &FleetConfig,
@@ -192,7 +191,8 @@ fn pin_gpu(
     };
     // The models' sessions go to the pinned device, and every load is measured on it: NVML's
     // used memory before and after (loads are serialized while measured), which the residency
-    // policy below and `fleet_model_device_bytes` use instead of the config's estimates.
+    // policy (`worker::residency`) and `fleet_model_device_bytes` use instead of the config's
+    // estimates.
     let probe = pinned.clone();
     match models::ModelRegistry::configure_global(|c| c.device_id = pinned.cuda_device_id()) {
         Some(registry) => registry.set_memory_probe(Box::new(move || {
@@ -203,78 +203,8 @@ fn pin_gpu(
         ),
     }
     let guard = gpu::MemoryGuard::start(&pinned, &thresholds, GUARD_INTERVAL)?;
-    let resolved = guard.thresholds();
-    let (tx, rx) = watch::channel(guard.state().accepts_work());
-    let mut states = guard.subscribe();
-    let mut readings = guard.readings();
-    let m = metrics.clone();
-    let label = GpuLabels {
-        gpu: pinned.uuid().to_string(),
-    };
-    tokio::spawn(async move {
-        let mut last_state = gpu::GuardState::Normal;
-        loop {
-            {
-                let r = readings.borrow_and_update().clone();
-                m.gpu_memory_used_bytes
-                    .get_or_create(&label)
-                    .set(r.memory_used_bytes as i64);
-                m.gpu_memory_total_bytes
-                    .get_or_create(&label)
-                    .set(r.memory_total_bytes as i64);
-                m.gpu_utilization_percent
-                    .get_or_create(&label)
-                    .set(r.utilization_percent.unwrap_or(0) as i64);
-                m.gpu_temperature_celsius
-                    .get_or_create(&label)
-                    .set(r.temperature_celsius.unwrap_or(0) as i64);
-                let registry = models::ModelRegistry::global();
-                let s = *states.borrow_and_update();
-                if s != last_state {
-                    // Model residency: models stay warm while there is room. Above the warning
-                    // level the least recently used idle models go until their measured sizes
-                    // cover the excess; above critical all go (in-flight runs keep theirs).
-                    let excess = r.memory_used_bytes.saturating_sub(resolved.warning_bytes);
-                    let freed = match s {
-                        gpu::GuardState::Warning => {
-                            registry.unload_lru(excess.max(1), IDLE_UNDER_PRESSURE)
-                        }
-                        gpu::GuardState::Paused => registry.unload_all(),
-                        gpu::GuardState::Normal => 0,
-                    };
-                    tracing::info!(
-                        state = s.as_str(),
-                        models_unloaded = freed,
-                        "GPU memory guard"
-                    );
-                    last_state = s;
-                }
-                m.gpu_paused
-                    .get_or_create(&label)
-                    .set(i64::from(!s.accepts_work()));
-                m.model_device_bytes.clear();
-                for model in registry.loaded() {
-                    let labels = ModelLabels {
-                        model: model
-                            .path
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_default(),
-                        provider: model.provider.to_string(),
-                        precision: model.precision.to_string(),
-                    };
-                    m.model_device_bytes
-                        .get_or_create(&labels)
-                        .set(model.device_bytes.unwrap_or(0) as i64);
-                }
-                let _ = tx.send(s.accepts_work());
-            }
-            tokio::select! {
-                r = states.changed() => if r.is_err() { break },
-                r = readings.changed() => if r.is_err() { break },
-            }
-        }
-    });
+    let registry = models::ModelRegistry::global().clone();
+    let rx = Residency::default().follow(&guard, registry, metrics.clone());
     let held = WorkerGpu {
         uuid: pinned.uuid().to_string(),
         index: pinned.index(),

@@ -16,14 +16,14 @@ use std::time::Instant;
 
 use backon::Retryable;
 use common::backoff::{self, Backoff};
-use common::broker::{
-    Broker, dead_letter_props, delivery_count, header_str, minimal_dead_letter_props, persistent,
-};
+use common::broker::{Broker, dead_letter_props, minimal_dead_letter_props, persistent};
 use common::codec::{self, MSGPACK};
 use common::config::FleetConfig;
+use common::headers::{delivery_count, header_str};
 use common::ids::check_id;
 use common::message::{Outcome, OutcomeNotice, OutcomeStatus, SCHEMA_VERSION, TaskMessage};
 use common::metrics::{Metrics, OutcomeLabels, ReasonLabels, stage_labels, task_labels};
+use common::retry::{self, Classify, Retried};
 use common::slots::{Deadline, Held};
 use common::store::{Claim, LeasedTask};
 use common::telemetry::TraceContext;
@@ -60,44 +60,31 @@ pub struct Shared {
     pub deadline: Arc<Deadline>,
 }
 
-enum Step<T> {
-    Done(T),
-    /// Shutdown: leave the delivery unacked so the broker requeues it.
-    Abandon,
-}
-
-/// Retries an infrastructure step (Redis, broker) until it works or the grace period ends.
-async fn persist<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
-    w: &Shared,
-    what: &str,
-    step: impl FnMut() -> F,
-) -> Step<T> {
-    persist_or(w, what, None, step).await
+/// Retries an infrastructure step (Redis, broker) while the delivery is held: transient
+/// errors until it works or the grace period ends (`Cancelled`: leave the delivery unacked so
+/// the broker requeues it), permanent ones not at all (the caller dead-letters the task).
+async fn persist<T, E, F>(w: &Shared, what: &str, step: impl FnMut() -> F) -> Retried<T, E>
+where
+    E: Classify + std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    retry::hold(backoff::INFRA_STEP, what, &w.work_cancel, step).await
 }
 
 /// [`persist`] that also gives up when `stop` fires.
-async fn persist_or<T, E: std::fmt::Display, F: std::future::Future<Output = Result<T, E>>>(
+async fn persist_or<T, E, F>(
     w: &Shared,
     what: &str,
-    stop: Option<&CancellationToken>,
-    mut step: impl FnMut() -> F,
-) -> Step<T> {
-    let never = CancellationToken::new();
-    let stop = stop.unwrap_or(&never);
-    let mut delays = backoff::INFRA_STEP.delays();
-    loop {
-        match step().await {
-            Ok(v) => return Step::Done(v),
-            Err(e) => {
-                let delay = delays.next().unwrap_or(backoff::INFRA_STEP.cap);
-                tracing::warn!(error = %e, what, retry_in = ?delay, "infrastructure error; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = w.work_cancel.cancelled() => return Step::Abandon,
-                    _ = stop.cancelled() => return Step::Abandon,
-                }
-            }
-        }
+    stop: &CancellationToken,
+    step: impl FnMut() -> F,
+) -> Retried<T, E>
+where
+    E: Classify + std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    tokio::select! {
+        r = persist(w, what, step) => r,
+        _ = stop.cancelled() => Retried::Cancelled,
     }
 }
 
@@ -156,12 +143,13 @@ async fn handle_task(w: Arc<Shared>, stage: String, held: Held) {
         queue: &queue,
         traceparent: &traceparent,
     };
-    let Step::Done(claim) = persist_or(&w, "claim", Some(held.lost()), || {
+    let claimed = persist_or(&w, "claim", held.lost(), || {
         w.store.claim(leased, &token, &w.name, w.config.lease)
-    })
-    .await
-    else {
-        return;
+    });
+    let claim = match claimed.await {
+        Retried::Done(claim) => claim,
+        Retried::Permanent(e) => return reject(&w, &held, &format!("task not run: {e}")).await,
+        Retried::Cancelled => return,
     };
     let claims = match claim {
         Claim::JobGone => {
@@ -213,8 +201,8 @@ async fn handle_task(w: Arc<Shared>, stage: String, held: Held) {
         // Wait while the GPU guard says no; on shutdown, leave the task to another worker.
         let mut accepting = w.accepting.clone();
         tokio::select! {
-            r = accepting.wait_for(|ok| *ok) => if r.is_err() { return None },
-            _ = w.shutdown.cancelled() => return None,
+            r = accepting.wait_for(|ok| *ok) => if r.is_err() { return Ok(None) },
+            _ = w.shutdown.cancelled() => return Ok(None),
         }
         let _in_flight = InFlight::new(&w, &stage);
         run_task(&w, &task, &stage, &held, &lease, prior_runs).await
@@ -228,13 +216,24 @@ async fn handle_task(w: Arc<Shared>, stage: String, held: Held) {
             return;
         }
     };
-    let Some(outcome) = outcome else {
-        // Shutdown: nobody runs it now; the broker or recovery gives it to the next worker.
-        let _ = w
-            .store
-            .release(&task.job_id, &task.analyzer, &lease.token)
-            .await;
-        return;
+    let outcome = match outcome {
+        Ok(Some(outcome)) => outcome,
+        Ok(None) => {
+            // Shutdown: nobody runs it now; the broker or recovery gives it to the next worker.
+            let _ = w
+                .store
+                .release(&task.job_id, &task.analyzer, &lease.token)
+                .await;
+            return;
+        }
+        Err(reason) => {
+            // Dead-lettered with the message: the lease must not bring it back.
+            let _ = w
+                .store
+                .drop_lease(&task.job_id, &task.analyzer, &lease.token)
+                .await;
+            return reject(&w, &held, &reason).await;
+        }
     };
     store_and_ack(&w, &held, &task, &stage, &lease, outcome).await
 }
@@ -319,8 +318,12 @@ async fn store_and_ack(
         s = &mut finish => s,
         _ = lease::keep(w, held, lease) => finish.await,
     };
-    let Step::Done(stored) = stored else {
-        return;
+    let stored = match stored {
+        Retried::Done(stored) => stored,
+        Retried::Permanent(e) => {
+            return reject(w, held, &format!("outcome of the task not stored: {e}")).await;
+        }
+        Retried::Cancelled => return,
     };
     if stored {
         w.metrics
@@ -342,8 +345,9 @@ async fn store_and_ack(
     }
 }
 
-/// Runs the analyzer with retries. `None`: leave the message unacked (shutdown) or it was
-/// requeued (out of GPU memory).
+/// Runs the analyzer with retries. `Ok(None)`: leave the message unacked (shutdown) or it was
+/// requeued (out of GPU memory). `Err`: the task cannot run (a permanent infrastructure
+/// error); dead-letter it with this reason.
 async fn run_task(
     w: &Shared,
     task: &TaskMessage,
@@ -351,7 +355,7 @@ async fn run_task(
     held: &Held,
     lease: &TaskLease<'_>,
     prior_runs: u32,
-) -> Option<Outcome> {
+) -> Result<Option<Outcome>, String> {
     let cfg = w.config.analyzers.get(&task.analyzer);
     let started_at_ms = now_ms();
     let started = Instant::now();
@@ -372,15 +376,24 @@ async fn run_task(
             "no implementation of analyzer {:?} on worker {} (is it in config/fleet.toml?)",
             task.analyzer, w.name
         );
-        return Some(done(OutcomeStatus::Failed, None, Some(e), 0, "none".into()));
+        return Ok(Some(done(
+            OutcomeStatus::Failed,
+            None,
+            Some(e),
+            0,
+            "none".into(),
+        )));
     };
     let backend = analyzer.backend().label();
-    let Step::Done(inputs) = persist(w, "read inputs", || {
+    let read = persist(w, "read inputs", || {
         w.store.outcomes_of(&task.job_id, &task.inputs)
-    })
-    .await
-    else {
-        return None;
+    });
+    let inputs = match read.await {
+        Retried::Done(inputs) => inputs,
+        Retried::Permanent(e) => {
+            return Err(format!("task not run: its inputs are unreadable: {e}"));
+        }
+        Retried::Cancelled => return Ok(None),
     };
     let deps: std::collections::BTreeMap<String, serde_json::Value> = inputs
         .into_iter()
@@ -428,11 +441,11 @@ async fn run_task(
         });
     let result = tokio::select! {
         r = runs => r,
-        _ = task_cancel.cancelled() => return None,
+        _ = task_cancel.cancelled() => return Ok(None),
     };
     if task_cancel.is_cancelled() {
         // Grace period over mid-run: the task goes back to the queue unrecorded.
-        return None;
+        return Ok(None);
     }
     let attempts = attempts.load(Ordering::SeqCst);
     w.metrics
@@ -440,7 +453,7 @@ async fn run_task(
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     let total_attempts = prior_runs + attempts;
-    Some(match result {
+    Ok(Some(match result {
         Ok(v) => done(OutcomeStatus::Ok, Some(v), None, total_attempts, backend),
         Err(AnalyzerError::Skipped(e)) => done(
             OutcomeStatus::Skipped,
@@ -466,9 +479,9 @@ async fn run_task(
         Err(AnalyzerError::Requeue(e)) => {
             tracing::warn!(job_id = %task.job_id, analyzer = %task.analyzer, error = %e, "resource shortage; requeueing");
             requeue_copy(w, held, lease).await;
-            return None;
+            return Ok(None);
         }
-    })
+    }))
 }
 
 /// Tells the job's media which frame specs this worker's analyzers of the job will ask for,
@@ -503,12 +516,11 @@ async fn requeue_copy(w: &Shared, held: &Held, lease: &TaskLease<'_>) {
         return;
     }
     // The lease goes first: a copy claimed meanwhile must not find this attempt running.
-    if let Step::Abandon = persist(w, "drop lease", || {
+    let dropped = persist(w, "drop lease", || {
         w.store
             .drop_lease(lease.job_id, lease.analyzer, &lease.token)
-    })
-    .await
-    {
+    });
+    if !matches!(dropped.await, Retried::Done(_)) {
         return;
     }
     let d = &held.delivery;
@@ -516,7 +528,7 @@ async fn requeue_copy(w: &Shared, held: &Held, lease: &TaskLease<'_>) {
     let mut headers = d.properties.headers().clone().unwrap_or_default();
     TraceContext::current().inject(&mut headers);
     let props = d.properties.clone().with_headers(headers);
-    if let Step::Done(()) = persist(w, "requeue", || {
+    if let Retried::Done(()) = persist(w, "requeue", || {
         w.broker.publish("", &queue, &d.data, props.clone())
     })
     .await
@@ -552,11 +564,11 @@ async fn notify(w: &Shared, task: &TaskMessage, status: OutcomeStatus) -> bool {
     })
     .instrument(span)
     .await;
-    matches!(sent, Step::Done(()))
+    matches!(sent, Retried::Done(()))
 }
 
-/// A task message that can never run goes to `{p}.dlq` with the reason (bounded); then it
-/// is acked. After a failed try with the original headers, the rest go without them.
+/// A task message that can never run (malformed, or meeting a permanent error such as a
+/// corrupt record) goes to `{p}.dlq` with the reason (bounded); then it is acked. After a failed try with the original headers, the rest go without them.
 async fn reject(w: &Shared, held: &Held, reason: &str) {
     let d = &held.delivery;
     tracing::warn!(reason = %common::text::escaped(reason), "dead-lettering a task message");
@@ -564,7 +576,7 @@ async fn reject(w: &Shared, held: &Held, reason: &str) {
     let minimal = minimal_dead_letter_props(&d.properties, reason);
     let dlq = w.broker.topology().dlq();
     let tries = AtomicU32::new(0);
-    if let Step::Done(()) = persist(w, "dead-letter", || {
+    if let Retried::Done(()) = persist(w, "dead-letter", || {
         let first = tries.fetch_add(1, Ordering::Relaxed) == 0;
         let props = if first { full.clone() } else { minimal.clone() };
         let (broker, dlq, data) = (&w.broker, &dlq, &d.data);

@@ -1,4 +1,5 @@
 use super::*;
+use common::config::FleetConfig;
 use planner::fixtures::{seed_config, shipped_toml};
 
 fn seed() -> Workload {

@@ -25,7 +25,7 @@ end
 "#;
 
 /// KEYS: job, results, lease, index. ARGV: analyzer, member, token, worker, lease_ms, ttl,
-/// task, queue, traceparent.
+/// task, queue, traceparent, the recoverers' token prefix.
 static CLAIM: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{NOW}{}",
@@ -34,7 +34,10 @@ local outcome = redis.call('HGET', KEYS[2], ARGV[1])
 if outcome then return {'final', outcome} end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
 local owner = redis.call('HGET', KEYS[3], 'owner')
-if owner and owner ~= '' then
+-- A recoverer owns a lease only while it publishes the task again: the copy it publishes (or
+-- an older one) may be delivered before it lets go, and is the task's to run.
+local recovering = owner and string.sub(owner, 1, string.len(ARGV[10])) == ARGV[10]
+if owner and owner ~= '' and not recovering then
   -- Running elsewhere: this copy is acked, so the lease keeps the message from now on.
   redis.call('HSET', KEYS[3], 'held', '1', 'task', ARGV[7], 'queue', ARGV[8], 'traceparent', ARGV[9])
   redis.call('EXPIRE', KEYS[3], ARGV[6])
@@ -151,6 +154,10 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 "#;
 
+/// How a recoverer's token starts ([`Store::recover_lease`]): a claim takes a lease from a
+/// recoverer, never from a worker.
+pub const RECOVERY_TOKEN_PREFIX: &str = "recovery:";
+
 /// The task as its message and route, for a claim (and for recovery to publish again).
 #[derive(Debug, Clone, Copy)]
 pub struct LeasedTask<'a> {
@@ -235,6 +242,7 @@ impl Store {
             .arg(task.body)
             .arg(task.queue)
             .arg(task.traceparent)
+            .arg(RECOVERY_TOKEN_PREFIX)
             .invoke_async(&mut c)
             .await?;
         let text = String::from_utf8_lossy(&value).into_owned();

@@ -119,7 +119,20 @@ pub struct Ocr {
     det: Arc<LoadedModel>,
     cls: Arc<LoadedModel>,
     rec: Arc<LoadedModel>,
+    /// The recognizer returns its greedy CTC path (`ppocr.rec.greedy`), not every class.
+    greedy: bool,
     alphabet: Vec<String>,
+}
+
+/// Which recognizer output the pipeline reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecHead {
+    /// The greedy CTC path computed in the graph (`ppocr.rec.greedy`, built by the setup): 2
+    /// values a step come back instead of 18710, so batches of lines pay on a GPU. An install
+    /// without that file falls back to [`RecHead::Probabilities`].
+    Greedy,
+    /// Every class's probability per step (`ppocr.rec` as fetched), the argmax taken here.
+    Probabilities,
 }
 
 /// Frames per detector run on a GPU (padded up to it): the DB network at 736x1312 is
@@ -133,8 +146,26 @@ impl Ocr {
         Self::load_with(registry, &DetParams::default())
     }
 
+    /// Which recognizer output this pipeline reads.
+    pub fn rec_head(&self) -> RecHead {
+        if self.greedy {
+            RecHead::Greedy
+        } else {
+            RecHead::Probabilities
+        }
+    }
+
     /// Loads the three models with the detector's buckets for `det` (its `limit_side_len`).
     pub fn load_with(registry: &ModelRegistry, det: &DetParams) -> Result<Self, ModelError> {
+        Self::load_head(registry, det, RecHead::Greedy)
+    }
+
+    /// Like [`load_with`](Self::load_with), with the recognizer output to read.
+    pub fn load_head(
+        registry: &ModelRegistry,
+        det: &DetParams,
+        head: RecHead,
+    ) -> Result<Self, ModelError> {
         let det_spec = ModelSpec {
             batches: vec![DET_BATCH],
             warm: det::canvases(det.limit_side_len)
@@ -166,34 +197,66 @@ impl Ocr {
             &[None, Some(3), None, None],
             "PP-OCR line classification",
         )?;
-        let rec = registry.fetched_spec(
-            "ppocr.rec",
-            ModelSpec {
-                // One line per run: on the H200 a batch of 32 lines took 5.3 ms a line at
-                // 640 px and up to 2.6 s a run at the widest bucket, one line alone 3.3-3.8
-                // ms (docs/bench-gpu.md); on the CPU the two cost the same per line.
-                batches: vec![1],
-                max_run: Some(1),
-                warm: rec::WIDTHS
-                    .iter()
-                    .map(|&w| vec![3, rec::REC_H as i64, w as i64])
-                    .collect(),
-                // Six widths: a heuristic pick per shape, no timing.
-                conv_search: ConvSearch::Heuristic,
-                precision: Precision::Fp32,
-                ..ModelSpec::default()
+        let rec_spec = |greedy: bool| ModelSpec {
+            // The greedy head in batches of 8 and 32 lines: from Python the recognizer runs
+            // 32 lines at 640 px in 20.3 ms on the H200 (0.63 ms a line, one line alone 3.9
+            // ms). With every class's probability coming back, one line per run: a batch of
+            // 32 then took 5.3 ms a line in our pipeline (192 MB of output), one line alone
+            // 3.3-3.8 ms (docs/bench-gpu.md). On the CPU batches run at their size either way.
+            batches: if greedy {
+                REC_BATCHES.to_vec()
+            } else {
+                vec![1]
             },
-        )?;
+            max_run: (!greedy).then_some(1),
+            warm: rec::WIDTHS
+                .iter()
+                .map(|&w| vec![3, rec::REC_H as i64, w as i64])
+                .collect(),
+            // Six widths: a heuristic pick per shape, no timing.
+            conv_search: ConvSearch::Heuristic,
+            precision: Precision::Fp32,
+            ..ModelSpec::default()
+        };
+        let greedy_model = match head {
+            RecHead::Greedy => match registry.fetched_spec("ppocr.rec.greedy", rec_spec(true)) {
+                Ok(m) => Some(m),
+                Err(ModelError::ModelMissing { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            RecHead::Probabilities => None,
+        };
+        let greedy = greedy_model.is_some();
+        let rec = match greedy_model {
+            Some(m) => m,
+            None => registry.fetched_spec("ppocr.rec", rec_spec(false))?,
+        };
         rec.expect_input(
             0,
             &[None, Some(3), Some(rec::REC_H as i64), None],
             "PP-OCR recognition",
         )?;
         let alphabet = rec::alphabet(&rec)?;
+        if greedy {
+            let classes = rec
+                .metadata
+                .get("classes")
+                .and_then(|c| c.parse::<usize>().ok());
+            if !classes.is_some_and(|c| c == alphabet.len() || c + 1 == alphabet.len()) {
+                return Err(ModelError::BadShape {
+                    path: rec.file.path.clone(),
+                    detail: format!(
+                        "`classes` metadata {classes:?} does not match its {}-symbol dictionary",
+                        alphabet.len()
+                    ),
+                });
+            }
+        }
         Ok(Self {
             det,
             cls,
             rec,
+            greedy,
             alphabet,
         })
     }
@@ -352,7 +415,7 @@ impl Ocr {
         if params.use_cls {
             rec::classify(&self.cls, &mut crops, batch)?;
         }
-        rec::recognize(&self.rec, &self.alphabet, &crops, batch)
+        rec::recognize(&self.rec, &self.alphabet, &crops, batch, self.greedy)
     }
 
     /// The `text_overlay` pipeline over sampled frames.

@@ -108,11 +108,15 @@ pub fn alphabet(rec: &LoadedModel) -> Result<Vec<String>, ModelError> {
 }
 
 /// Recognized text of each line and its confidence (mean probability of the kept symbols).
+/// `greedy`: the model returns its greedy CTC path, `[batch, steps, 2]` = (best probability,
+/// best class as float), as the setup's `ppocr.rec.greedy` does; otherwise every class's
+/// probability per step.
 pub fn recognize(
     rec: &LoadedModel,
     alphabet: &[String],
     imgs: &[RgbImage],
     batch: usize,
+    greedy: bool,
 ) -> Result<Vec<(String, f32)>, ModelError> {
     // Each line goes to its own width bucket, so what it reads does not depend on which other
     // lines share its batch (or whether it is batched at all).
@@ -141,6 +145,23 @@ pub fn recognize(
         });
         let out = rec.infer(&[3, REC_H as i64, width as i64], chunk.len(), &input)?;
         let (oshape, probs) = (&out[0].shape, &out[0].data);
+        if greedy {
+            if oshape.len() != 3 || oshape[2] != 2 {
+                return Err(ModelError::BadShape {
+                    path: rec.file.path.clone(),
+                    detail: format!(
+                        "output shape {oshape:?}, a greedy CTC head gives [batch, steps, 2]"
+                    ),
+                });
+            }
+            let steps = oshape[1] as usize;
+            for (slot, &i) in chunk.iter().enumerate() {
+                let seq = &probs[slot * steps * 2..(slot + 1) * steps * 2];
+                let path = seq.chunks_exact(2).map(|s| (s[1] as usize, s[0]));
+                results[i] = collapse(path, alphabet);
+            }
+            continue;
+        }
         if oshape.len() != 3
             || oshape[2] as usize != alphabet.len() - 1 && oshape[2] as usize != alphabet.len()
         {
@@ -164,16 +185,21 @@ pub fn recognize(
 /// Greedy CTC: best class per step, repeats collapsed, blanks dropped. The confidence is the
 /// mean of the kept steps' probabilities (0 for an empty line).
 pub fn ctc_decode(seq: &[f32], steps: usize, classes: usize, alphabet: &[String]) -> (String, f32) {
+    let path = (0..steps).map(|t| {
+        seq[t * classes..(t + 1) * classes].iter().enumerate().fold(
+            (0, f32::MIN),
+            |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+        )
+    });
+    collapse(path, alphabet)
+}
+
+/// The CTC rule over a greedy path of (best class, its probability) per step.
+fn collapse(path: impl Iterator<Item = (usize, f32)>, alphabet: &[String]) -> (String, f32) {
     let mut text = String::new();
     let (mut sum, mut n) = (0f32, 0usize);
     let mut prev = usize::MAX;
-    for t in 0..steps {
-        let row = &seq[t * classes..(t + 1) * classes];
-        let (best, p) =
-            row.iter().enumerate().fold(
-                (0, f32::MIN),
-                |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-            );
+    for (best, p) in path {
         if best != 0 && best != prev {
             if let Some(symbol) = alphabet.get(best) {
                 text.push_str(symbol);

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use common::broker::{header_str, persistent};
+use common::broker::persistent;
 use common::codec::{JSON, MSGPACK};
-use common::topology::REASON_HEADER;
+use common::headers::{REASON_HEADER, header_str};
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::FieldTable;
 use serde_json::json;

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
 
-use common::broker::{header_str, persistent};
+use common::broker::persistent;
 use common::codec::{JSON, MSGPACK};
+use common::headers::{REASON_HEADER, header_str};
 use common::message::TaskMessage;
-use common::topology::REASON_HEADER;
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::types::FieldTable;
 use serde_json::json;

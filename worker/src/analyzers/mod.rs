@@ -86,6 +86,27 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Preloads ([`Analyzer::preload`]) every enabled analyzer of `stages`, one after the
+    /// other; returns each one's outcome and time.
+    pub fn preload(
+        &self,
+        config: &FleetConfig,
+        stages: &[String],
+    ) -> Vec<(String, Result<bool, String>, std::time::Duration)> {
+        config
+            .enabled_analyzers()
+            .filter(|a| stages.contains(&a.stage))
+            .filter_map(|a| {
+                let imp = self.get(&a.name)?;
+                let started = std::time::Instant::now();
+                let r = imp.preload(&a.name, &a.params);
+                Some((a.name.clone(), r, started.elapsed()))
+            })
+            .collect()
+    }
+}
+
 /// What stops a worker with real analyzers from starting: every enabled analyzer of the config
 /// must have an implementation of that name (a misspelt name would otherwise run as a
 /// synthetic slot-holder in production), and every implementation must accept its `params`.

@@ -245,6 +245,36 @@ impl Analyzer for OnnxAnalyzer {
         check_kind(self.kind, params)
     }
 
+    /// The pipeline once over two black 9:16 frames of the analyzer's frame spec: every model
+    /// it uses loads and warms through the same code as a task (audio analyzers load in well
+    /// under a second and are not preloaded).
+    fn preload(&self, name: &str, params: &Value) -> Result<bool, String> {
+        let Some((fps, side)) = default_sampling(self.kind) else {
+            return Ok(false);
+        };
+        let p = Params::new(name, params);
+        let spec = frame_spec(&p, fps, side).map_err(|e| e.to_string())?;
+        let height = spec.max_side.max(2) & !1;
+        let width = ((height as u64 * 9 / 16) as u32).max(2) & !1;
+        let frames = media::Frames {
+            spec,
+            width,
+            height,
+            times: vec![0.0, 0.5],
+            data: vec![0; 2 * width as usize * height as usize * 3],
+        };
+        match frames_job(self.kind, name, params, &frames) {
+            Ok((_, provider)) => {
+                if let Ok(mut last) = self.last_provider.lock() {
+                    *last = Some(provider);
+                }
+                Ok(true)
+            }
+            Err(ModelError::ModelMissing { .. } | ModelError::NotConfigured { .. }) => Ok(false),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn run(&self, ctx: &TaskContext) -> Result<Value, AnalyzerError> {
         let params = ctx.params.clone();
         let name = ctx.analyzer.clone();
