@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::Store;
 use common::retry::{Classify, Fault};
-use common::store::StoreError;
+use common::store::{Claim, LeasedTask, StoreError};
 use redis::AsyncCommands;
 
 const REDIS: &str = common::config::DEFAULT_REDIS_URL;
@@ -29,6 +29,20 @@ async fn forget(raw: &mut redis::aio::MultiplexedConnection, keys: &[String]) {
     for k in keys {
         let () = raw.expire(k, 300).await.unwrap();
     }
+}
+
+/// The worker's first read of a task: its claim (which reads the outcome and the job).
+async fn claim(store: &Store, id: &str, analyzer: &str) -> Result<Claim, StoreError> {
+    let task = LeasedTask {
+        job_id: id,
+        analyzer,
+        body: b"",
+        queue: "q",
+        traceparent: "",
+    };
+    store
+        .claim(task, "token", "test", Duration::from_secs(10))
+        .await
 }
 
 fn permanent<T: std::fmt::Debug>(what: &str, r: Result<T, StoreError>) -> String {
@@ -57,7 +71,7 @@ async fn corrupt_records_are_permanent_errors() {
         )
         .await
         .unwrap();
-    let e = permanent("outcome", store.task_state(id, "a").await);
+    let e = permanent("outcome", claim(&store, id, "a").await);
     assert!(
         e.contains("corrupt record") && e.contains(&store.results_key(id)),
         "{e}"
@@ -79,7 +93,7 @@ async fn corrupt_records_are_permanent_errors() {
     let () = raw.set(store.results_key(other), "x").await.unwrap();
     let () = raw.set(store.job_key(other), "x").await.unwrap();
     forget(&mut raw, &[store.results_key(other), store.job_key(other)]).await;
-    let e = permanent("pipelined read", store.task_state(other, "a").await);
+    let e = permanent("claim", claim(&store, other, "a").await);
     assert!(e.contains("WRONGTYPE"), "{e}");
     permanent(
         "pipelined write",
@@ -90,7 +104,10 @@ async fn corrupt_records_are_permanent_errors() {
 
     // A sound record reads fine.
     assert!(store.put_outcome("job-ok", "a", &outcome()).await.unwrap());
-    assert!(store.task_state("job-ok", "a").await.unwrap().1.is_some());
+    assert!(matches!(
+        claim(&store, "job-ok", "a").await.unwrap(),
+        Claim::Final(_)
+    ));
     store.delete_prefix().await.unwrap();
 }
 
