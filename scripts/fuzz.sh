@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of what the fleet decodes from outside (fuzz/fuzz_targets/), for a
 # bounded time per target: `make test` runs it after the test suite.
 #
-# cargo-fuzz (libFuzzer) from crates.io, installed into .fleet/tools. It runs on the stable
+# cargo-fuzz (libFuzzer) from the crate registry, installed into .fleet/tools. It runs on the stable
 # toolchain with `--sanitizer none` (coverage instrumentation needs no nightly flags).
 # Each run starts from the committed seed corpus fuzz/corpus/<target> and writes what it finds
 # to a scratch corpus, so the repository's corpus changes only when someone adds seeds.
@@ -15,7 +15,7 @@ seconds="${FLEET_FUZZ_SECONDS:-20}"
 tools="$PWD/.fleet/tools"
 fuzz="$tools/bin/cargo-fuzz"
 if ! "$fuzz" --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-  echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION (crates.io) into .fleet/tools"
+  echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION (crate registry) into .fleet/tools"
   cargo install --quiet --locked --version "$CARGO_FUZZ_VERSION" --root "$tools" cargo-fuzz
 fi
 targets=("$@")
