@@ -237,13 +237,7 @@ async fn decode_pass_with(
     }
     let run = run_with_sockets(&cfg.ffmpeg, &args, limits, cfg.decode_timeout, outputs)
         .await
-        .map_err(|e| match e {
-            crate::process::ToolError::TooMuchOutput { limit } => MediaError::DecodeTooLarge {
-                bytes: limit + 1,
-                limit,
-            },
-            e => tool_error("ffmpeg", e),
-        })?;
+        .map_err(decode_error)?;
     let out = ToolOutput {
         success: run.success,
         signal: run.signal,
@@ -256,6 +250,17 @@ async fn decode_pass_with(
         .zip(run.outputs)
         .map(|(p, data)| frames_of(p, data))
         .collect())
+}
+
+/// An ffmpeg decode run that did not finish: more output than its bound, or the tool's error.
+fn decode_error(e: crate::process::ToolError) -> MediaError {
+    match e {
+        crate::process::ToolError::TooMuchOutput { limit } => MediaError::DecodeTooLarge {
+            bytes: limit + 1,
+            limit,
+        },
+        e => tool_error("ffmpeg", e),
+    }
 }
 
 fn frames_of(p: &Planned, mut data: Vec<u8>) -> Result<Frames, MediaError> {
@@ -305,13 +310,7 @@ pub(crate) async fn decode_audio(
         bound as usize,
     )
     .await
-    .map_err(|e| match e {
-        crate::process::ToolError::TooMuchOutput { limit } => MediaError::DecodeTooLarge {
-            bytes: limit + 1,
-            limit,
-        },
-        e => tool_error("ffmpeg", e),
-    })?;
+    .map_err(decode_error)?;
     check_decode(&out, "audio", cfg)?;
     let samples: Vec<f32> = out
         .stdout
