@@ -255,8 +255,6 @@ run_config() {
     fi
     sed "s/^decode_memory_bytes = .*/decode_memory_bytes = ${DECODE_BYTES:-8589934592}/" \
         "$ROOT/config/fleet.toml" > "$RUN/fleet.toml"
-    # NVDEC's CUDA context maps far more address space than ffmpeg's 2 GiB limit allows.
-    sed -i "/^\[media\]/a ffmpeg_memory_bytes = ${FFMPEG_MEMORY_BYTES:-0}" "$RUN/fleet.toml"
     operator_models "$RUN/fleet.toml"
     echo "$RUN/fleet.toml"
 }
