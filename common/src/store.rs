@@ -359,15 +359,27 @@ impl Store {
         analyzer: &str,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
+        self.store_outcome(id, analyzer, outcome, |_| {}).await
+    }
+
+    /// `HSETNX` of the outcome with the results key's TTL, and whatever `also` adds to the same
+    /// pipeline (its commands' replies ignored): one round trip. True when this call stored it.
+    pub(crate) async fn store_outcome(
+        &self,
+        id: &str,
+        analyzer: &str,
+        outcome: &Outcome,
+        also: impl FnOnce(&mut redis::Pipeline),
+    ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
         let key = self.results_key(id);
         let json = serde_json::to_string(outcome).map_err(|e| StoreError::corrupt(&key, e))?;
-        let (stored,): (bool,) = redis::pipe()
-            .hset_nx(&key, analyzer, json)
+        let mut pipe = redis::pipe();
+        pipe.hset_nx(&key, analyzer, json)
             .expire(&key, self.ttl_secs())
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+            .ignore();
+        also(&mut pipe);
+        let (stored,): (bool,) = pipe.query_async(&mut c).await?;
         Ok(stored)
     }
 

@@ -329,20 +329,15 @@ impl Store {
         analyzer: &str,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
-        let mut c = self.conn.clone();
-        let key = self.results_key(id);
-        let json = serde_json::to_string(outcome).map_err(|e| StoreError::corrupt(&key, e))?;
-        let (stored,): (bool,) = redis::pipe()
-            .hset_nx(&key, analyzer, json)
-            .expire(&key, self.ttl_secs())
-            .ignore()
-            .del(self.lease_key(id, analyzer))
-            .ignore()
-            .zrem(self.lease_index(), Self::member(id, analyzer))
-            .ignore()
-            .query_async(&mut c)
-            .await?;
-        Ok(stored)
+        let (lease, index, member) = (
+            self.lease_key(id, analyzer),
+            self.lease_index(),
+            Self::member(id, analyzer),
+        );
+        self.store_outcome(id, analyzer, outcome, |p| {
+            p.del(lease).ignore().zrem(index, member).ignore();
+        })
+        .await
     }
 
     /// Up to `limit` leases past their expiry, as (job id, analyzer).
